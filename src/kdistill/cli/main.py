@@ -1,0 +1,183 @@
+"""``kdistill``: the command line. Verbs are thin; the work is in importable functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from kdistill import __version__
+from kdistill.errors import KDistillError
+
+EPILOG = """examples:
+  kdistill reproduce hinton-mnist --profile quick
+  kdistill train configs/mnist/teacher-1200x2.yaml --set train.epochs=5
+  kdistill distill configs/mnist/student-800x2-distilled.yaml --set distill.temperature=8
+  kdistill evaluate runs/teacher/model.safetensors --data mnist
+
+Every config key can be overridden with --set section.key=value (values are YAML).
+Errors print one line and exit with status 2."""
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "config",
+        help="YAML run config (see configs/); keys: seed, output_dir, data, model, train, distill",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.optimizer.lr=0.05 (repeatable)",
+    )
+    parser.add_argument(
+        "--output-dir",
+        help="where to write metrics, checkpoints and models (default: the config's output_dir)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from output_dir/checkpoint.safetensors if present",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kdistill",
+        description="Knowledge distillation on a CPU or GPU: train teachers, distil students, reproduce papers.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"kdistill {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+
+    train = verbs.add_parser(
+        "train",
+        help="train a model on hard labels (a teacher or a baseline student)",
+        description="Train one model with cross-entropy on the true labels. Writes metrics.jsonl, "
+        "checkpoint.safetensors (resumable) and model.safetensors to the output directory.",
+    )
+    _add_run_arguments(train)
+
+    distill = verbs.add_parser(
+        "distill",
+        help="distil a student from one or more teachers",
+        description="Train a student on a teacher's (or an ensemble's) soft targets at temperature T, "
+        "plus the hard labels and any extra loss terms in distill.terms (Hinton et al. 2015).",
+    )
+    _add_run_arguments(distill)
+
+    evaluate = verbs.add_parser(
+        "evaluate",
+        help="test a saved model: errors, per-class errors, confusion matrix",
+        description="Evaluate a model file written by kdistill (its sidecar says how to build it).",
+    )
+    evaluate.add_argument("model", help="model.safetensors / student.safetensors from a run")
+    evaluate.add_argument(
+        "--data", default="mnist", help="mnist, fashion-mnist, idx:DIR or npz:FILE (default mnist)"
+    )
+    evaluate.add_argument(
+        "--bias-shift",
+        action="append",
+        default=[],
+        metavar="CLASS=SHIFT",
+        help="add SHIFT to the output bias of CLASS before testing (the paper's missing-class fix)",
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the full result as JSON")
+
+    reproduce = verbs.add_parser(
+        "reproduce",
+        help="run a paper reproduction and write its report",
+        description="Run a named reproduction end to end and write Markdown + JSON + plots. "
+        "Finished stages are cached, so a killed run resumes where it stopped.",
+    )
+    reproduce.add_argument("name", help="reproduction to run; available: hinton-mnist")
+    reproduce.add_argument(
+        "--profile",
+        default="quick",
+        help="quick (minutes), full (paper sizes, 3 seeds) or smoke (tests)",
+    )
+    reproduce.add_argument("--output-dir", help="report folder (default docs/results/NAME/PROFILE)")
+    reproduce.add_argument(
+        "--work-dir", help="where runs and checkpoints go (default runs/NAME-PROFILE)"
+    )
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.verb in {"train", "distill"}:
+        from kdistill import runs
+        from kdistill.config import load_config
+
+        overrides = list(args.overrides)
+        if args.output_dir:
+            overrides.append(f"output_dir={args.output_dir}")
+        config = load_config(args.config, overrides)
+        result = (runs.train if args.verb == "train" else runs.distill)(config, resume=args.resume)
+        print(json.dumps({"output_dir": str(result.run_dir), "test_errors": runs.describe(result)}))
+        return 0
+    if args.verb == "evaluate":
+        from kdistill.data import load_dataset
+        from kdistill.engine import evaluate, load_model
+        from kdistill.runs import apply_class_bias_shift, cache_dir
+
+        model, _ = load_model(args.model)
+        shifts = {}
+        for item in args.bias_shift:
+            label, sep, value = item.partition("=")
+            try:
+                shifts[int(label)] = float(value)
+            except ValueError:
+                raise KDistillError(
+                    f"--bias-shift {item!r} must look like CLASS=SHIFT, e.g. 3=3.5"
+                ) from None
+        if shifts:
+            apply_class_bias_shift(model, shifts)
+        dataset = load_dataset(args.data, cache_dir=cache_dir())
+        result = evaluate(model, dataset.test)
+        summary = result.summary(with_confusion=args.json)
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            print(
+                f"{args.model} on {dataset.name} test: {result.errors} errors / {result.total} ({100 * result.accuracy:.2f}% accuracy)"
+            )
+            print(
+                "per-class errors:",
+                " ".join(f"{c}:{n}" for c, n in enumerate(result.per_class_errors)),
+            )
+        return 0
+    if args.verb == "reproduce":
+        from kdistill.experiments import run_reproduction
+
+        run_reproduction(
+            args.name, profile=args.profile, output_dir=args.output_dir, work_dir=args.work_dir
+        )
+        return 0
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help()
+        return 1
+    try:
+        return _run(args)
+    except KDistillError as error:
+        print(f"kdistill: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "kdistill: interrupted; rerun with --resume to continue from the last checkpoint",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

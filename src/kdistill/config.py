@@ -1,0 +1,192 @@
+"""Run configurations: YAML files validated by pydantic, overridable from the command line.
+
+Configs are shallow on purpose: a run is ``data`` + ``model`` + ``train`` (+ ``distill``),
+and every default reproduces Hinton et al.'s MNIST set-up where one exists.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from kdistill.errors import KDistillError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    name: str = "mnist"
+    """``mnist``, ``fashion-mnist``, ``idx:DIR`` or ``npz:FILE``."""
+    max_shift: int = Field(0, ge=0, le=8)
+    """Random translation of training images by up to this many pixels (the paper's jitter)."""
+    keep_classes: list[int] | None = None
+    """Train (transfer set) only on these classes, e.g. everything but 3."""
+    train_fraction: float = Field(1.0, gt=0, le=1)
+    validation_size: int = Field(0, ge=0)
+    """Examples carved from the training set for model selection; never the test set."""
+
+
+class ModelConfig(_Strict):
+    name: str = "mlp"
+    """A registered name (``mlp``, ``cnn``) or ``package.module:factory``."""
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptimizerConfig(_Strict):
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class ScheduleConfig(_Strict):
+    name: Literal["constant", "cosine", "step", "exponential"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0)
+    step_epochs: int = Field(10, ge=1)
+    gamma: float = Field(0.1, gt=0)
+    final_lr_fraction: float = Field(0.0, ge=0, le=1)
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(100, ge=1)
+    eval_batch_size: int = Field(2000, ge=1)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    grad_clip: float | None = Field(None, gt=0)
+    device: str = "cpu"
+    """``cpu``, ``cuda``, ``cuda:1``, ``mps`` or ``auto``."""
+    mixed_precision: Literal["off", "bf16", "fp16"] = "off"
+    """Autocast for the forward pass; keep ``off`` on CPUs (bf16 is very slow on many)."""
+    threads: int | None = Field(None, ge=1)
+    progress: bool = True
+    tensorboard: bool = False
+
+
+class TermConfig(BaseModel):
+    """One extra loss term: ``kind`` names it (see ``kdistill.losses``), ``weight`` scales it,
+    any other key is passed to the term's constructor."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: str
+    weight: float = 1.0
+
+
+class TeacherConfig(_Strict):
+    checkpoint: str
+    """A model file written by ``kdistill train`` (``model.safetensors``; its JSON sidecar
+    says how to build the model), or a ``.pt`` state dict with ``model`` given."""
+    model: ModelConfig | None = None
+
+
+class DistillConfig(_Strict):
+    teachers: list[TeacherConfig] = Field(min_length=1)
+    ensemble_rule: Literal["arithmetic", "geometric"] = "arithmetic"
+    objective: Literal["soft-targets", "logit-matching"] = "soft-targets"
+    temperature: float = Field(20.0, gt=0)
+    soft_target_weight: float = Field(1.0, ge=0)
+    hard_target_weight: float = Field(0.1, ge=0)
+    """The paper: a considerably lower weight on the hard term gave the best results."""
+    use_labels: bool = True
+    """False: an unlabeled transfer set, soft term only."""
+    cache_teacher_logits: Literal["auto", "always", "never"] = "auto"
+    """``auto`` caches when the transfer set is not augmented and no term needs the live teacher."""
+    terms: list[TermConfig] = Field(default_factory=list)
+    hint_epochs: int = Field(0, ge=0)
+    """FitNet's two-stage training: this many epochs with only the hint terms first."""
+
+
+class RunConfig(_Strict):
+    seed: int = 0
+    output_dir: str = "runs/run"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    distill: DistillConfig | None = None
+
+    @model_validator(mode="after")
+    def _check_transfer_set(self) -> RunConfig:
+        if self.data.keep_classes is not None and not self.data.keep_classes:
+            raise ValueError(
+                "data.keep_classes is empty: list at least one class or remove the key"
+            )
+        return self
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config dict."""
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep or not key:
+            raise KDistillError(
+                f"override {override!r} is not of the form key.sub=value (e.g. train.epochs=5)"
+            )
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise KDistillError(f"override {override!r}: {part!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = _parse_value(value)
+    return raw
+
+
+def _format_error(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key (check its spelling and section)"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{source}: key {location}: {message}{more}"
+
+
+def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as error:
+        raise KDistillError(_format_error(error, source)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (or start from defaults when ``path`` is None) and apply overrides."""
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise KDistillError(
+                f"config file {path} does not exist: pass a YAML file (see configs/)"
+            )
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise KDistillError(f"{path}: not valid YAML{where}: fix the syntax") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise KDistillError(f"{path}: expected a mapping of sections (data, model, train, ...)")
+        raw = loaded
+    raw = apply_overrides(raw, overrides or [])
+    return parse_config(raw, source)
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,64 @@
+"""What the training engine optimises: an objective owns the models and returns named losses.
+
+The engine never knows which method it runs. Plain training, distillation, born-again
+generations and mutual learning are objectives; each returns a dict of *weighted* named
+losses (their sum is minimised, each is logged) and the logits used for the training error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdistill.data import Batch
+
+
+@dataclass
+class ObjectiveOutput:
+    losses: dict[str, torch.Tensor]
+    logits: torch.Tensor
+
+
+class Objective(nn.Module):
+    """Base class: subclasses implement :meth:`forward` and :meth:`evaluation_models`."""
+
+    def forward(self, batch: Batch) -> ObjectiveOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def evaluation_models(self) -> dict[str, nn.Module]:
+        """The models to evaluate and save after each epoch, by name (e.g. ``{"student": ...}``)."""
+        raise NotImplementedError
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        return (parameter for parameter in self.parameters() if parameter.requires_grad)
+
+    def prepare(self, batch: Batch) -> None:
+        """Run once on a first batch before the optimizer exists (materialises lazy adapters)."""
+
+    def after_step(self) -> None:
+        """Apply weight constraints (the paper's max-norm) after each optimizer step."""
+        for module in self.modules():
+            constrain = getattr(module, "apply_weight_constraints", None)
+            if constrain is not None and module is not self:
+                constrain()
+
+
+class SupervisedObjective(Objective):
+    """Cross-entropy with the true labels: a teacher, or a student's hard-label baseline."""
+
+    def __init__(self, model: nn.Module, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.model = model
+        self.label_smoothing = label_smoothing
+
+    def forward(self, batch: Batch) -> ObjectiveOutput:
+        logits = self.model(batch.inputs)
+        loss = F.cross_entropy(logits, batch.labels, label_smoothing=self.label_smoothing)
+        return ObjectiveOutput({"hard_targets": loss}, logits)
+
+    def evaluation_models(self) -> dict[str, nn.Module]:
+        return {"model": self.model}

@@ -1,0 +1,9 @@
+"""Model registry and the built-in models (MLP, small CNN)."""
+
+from kdistill.models import cnn as _cnn  # noqa: F401  (registers "cnn")
+from kdistill.models import mlp as _mlp  # noqa: F401  (registers "mlp")
+from kdistill.models.cnn import SmallCNN
+from kdistill.models.mlp import MLP
+from kdistill.models.registry import count_parameters, create_model, list_models, register_model
+
+__all__ = ["MLP", "SmallCNN", "count_parameters", "create_model", "list_models", "register_model"]

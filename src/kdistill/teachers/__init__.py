@@ -1,0 +1,6 @@
+"""Teachers (one model or an ensemble) and their cached logits."""
+
+from kdistill.teachers.cache import split_fingerprint, teacher_logits_for_split
+from kdistill.teachers.teacher import Teacher, load_teacher
+
+__all__ = ["Teacher", "load_teacher", "split_fingerprint", "teacher_logits_for_split"]

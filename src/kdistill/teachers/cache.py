@@ -1,0 +1,56 @@
+"""Teacher logits computed once and cached on disk.
+
+When the transfer set is not augmented the teacher sees the same images every epoch, so its
+logits are computed once (large no-grad batches) and stored under a key made of the
+teacher's weights, the exact images and labels, and the transform. Training then reads
+``logits[:, batch.indices]`` instead of running the teacher: the same numbers, no teacher
+forward passes. Augmented transfer sets use the live teacher instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from kdistill.data import Split
+from kdistill.engine.checkpoint import load_tensors, save_tensors
+from kdistill.engine.evaluate import predict_logits
+from kdistill.teachers.teacher import Teacher
+
+
+def split_fingerprint(split: Split) -> str:
+    digest = hashlib.sha256()
+    digest.update(split.images.contiguous().numpy().tobytes())
+    digest.update(split.labels.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def teacher_logits_for_split(
+    teacher: Teacher,
+    split: Split,
+    cache_dir: str | Path,
+    *,
+    transform: str = "none",
+    batch_size: int = 2000,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
+    """``[members, N, classes]`` logits of every member on ``split``, cached on disk."""
+    key = hashlib.sha256(
+        f"{teacher.fingerprint()}|{split_fingerprint(split)}|{transform}".encode()
+    ).hexdigest()[:32]
+    path = Path(cache_dir) / "teacher-logits" / f"{key}.safetensors"
+    if path.exists():
+        tensors, _ = load_tensors(path)
+        return tensors["logits"]
+    teacher.to(device)
+    logits = torch.stack(
+        [predict_logits(member, split.images, batch_size, device) for member in teacher.members]
+    )
+    save_tensors(
+        path,
+        {"logits": logits},
+        {"kind": "teacher-logits", "transform": transform, "examples": len(split)},
+    )
+    return logits
