@@ -18,11 +18,11 @@ from kdistill.data import (
     DataSet,
     Split,
     carve_validation,
+    check_num_classes,
     keep_classes,
     load_dataset,
     take_fraction,
 )
-from kdistill.data.datasets import check_num_classes
 from kdistill.engine import FitResult, SupervisedObjective, fit, resolve_device
 from kdistill.engine.checkpoint import atomic_write_text
 from kdistill.errors import KDistillError

@@ -34,6 +34,7 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
     )
     try:
+        os.fchmod(descriptor, 0o644)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(payload)
             handle.flush()

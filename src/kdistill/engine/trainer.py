@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,7 +200,7 @@ def fit(
             loader,
             desc=f"{description} {epoch + 1}/{total_epochs}",
             leave=False,
-            disable=not config.progress,
+            disable=not (config.progress and sys.stderr.isatty()),
             unit="batch",
         )
         for batch in bar:
