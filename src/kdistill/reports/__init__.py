@@ -1,0 +1,1 @@
+"""Reports: Markdown, JSON and PNG plots written from an experiment's results."""
