@@ -1,0 +1,126 @@
+"""Cache of converted data sets: one uncompressed .npz per data set under <cache>/datasets/.
+
+Uncompressed because loading must be fast (< 1 s for MNIST) and the payload is uint8 pixels
+that compress poorly relative to the decode cost. Written atomically so that a crash or two
+processes racing never leave a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdistill.data.dataset import DataSet, Split
+
+__all__ = ["default_cache_dir", "load_cached", "save_cached"]
+
+CACHE_FORMAT = 1
+
+
+def default_cache_dir(cache_dir: str | Path | None = None) -> Path:
+    """``cache_dir`` if given, else env KDISTILL_CACHE, else ~/.cache/kdistill."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("KDISTILL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "kdistill"
+
+
+def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp creates 0600; a cache shared through KDISTILL_CACHE must be readable by all.
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def save_cached(path: Path, dataset: DataSet, *, source: str = "") -> None:
+    """Write ``dataset`` (train/test only) to ``path``; a failure only warns, loading goes on.
+
+    ``source`` is an opaque signature of the original files; load_cached() rejects the cache
+    when it differs, so edited source files are picked up.
+    """
+    arrays = {
+        "format": np.array(CACHE_FORMAT, dtype=np.int64),
+        "name": np.array(dataset.name),
+        "source": np.array(source),
+        "fingerprint": np.array(dataset.fingerprint),
+        "num_classes": np.array(dataset.num_classes, dtype=np.int64),
+        "train_images": dataset.train.images.numpy(),
+        "train_labels": dataset.train.labels.numpy(),
+        "test_images": dataset.test.images.numpy(),
+        "test_labels": dataset.test.labels.numpy(),
+    }
+    try:
+        _atomic_savez(path, arrays)
+    except OSError as exc:
+        warnings.warn(
+            f"could not write data cache {path} ({exc.strerror or exc}); the next load will "
+            "convert again: set KDISTILL_CACHE to a writable directory",
+            stacklevel=3,
+        )
+
+
+def _check_split(data: dict[str, np.ndarray], split: str, image_shape: tuple[int, ...]) -> Split:
+    images, labels = data[f"{split}_images"], data[f"{split}_labels"]
+    if images.dtype != np.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != image_shape:
+        raise ValueError(f"{split}_images is {images.dtype} {list(images.shape)}")
+    if labels.dtype != np.int64 or labels.shape != (images.shape[0],):
+        raise ValueError(f"{split}_labels is {labels.dtype} {list(labels.shape)}")
+    return Split(torch.from_numpy(images), torch.from_numpy(labels))
+
+
+def load_cached(
+    path: Path,
+    *,
+    source: str = "",
+    image_shape: tuple[int, ...],
+    sizes: tuple[int, int] | None = None,
+) -> DataSet | None:
+    """Return the cached DataSet, or None when absent, stale or corrupt (corrupt also warns).
+
+    ``image_shape`` is the expected [C, H, W] and ``sizes`` the expected (train, test) lengths.
+    """
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            # Reading every member also checks each one's zip CRC, so bit rot is caught here.
+            data = {key: npz[key] for key in npz.files}
+        if int(data["format"]) != CACHE_FORMAT or str(data["source"]) != source:
+            return None
+        train = _check_split(data, "train", image_shape)
+        test = _check_split(data, "test", image_shape)
+        if sizes is not None and (len(train), len(test)) != sizes:
+            raise ValueError(f"split sizes are {(len(train), len(test))}, expected {sizes}")
+        fingerprint = str(data["fingerprint"])
+        if len(fingerprint) != 64:
+            raise ValueError(f"fingerprint {fingerprint!r} is not a sha256 hex digest")
+        return DataSet(
+            name=str(data["name"]),
+            train=train,
+            test=test,
+            num_classes=int(data["num_classes"]),
+            fingerprint=fingerprint,
+        )
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        warnings.warn(
+            f"data cache {path} is unreadable or corrupt ({exc}); rebuilding it", stacklevel=3
+        )
+        return None
