@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from kdistill import __version__
+from kdistill.cli.procedure_verbs import add_procedure_verbs, run_procedure_verb
 from kdistill.errors import KDistillError
 
 EPILOG = """examples:

@@ -129,6 +129,17 @@ def load_model(
             f"{path} does not say how to build its model: give the teacher's model: {{name, kwargs}} in the config"
         )
     model = create_model(recipe["name"], **recipe.get("kwargs", {}))
+    expected = model.state_dict()
+    wrong_shapes = [
+        f"{name} {tuple(tensor.shape)} vs {tuple(expected[name].shape)}"
+        for name, tensor in state.items()
+        if name in expected and tensor.shape != expected[name].shape
+    ]
+    if wrong_shapes:
+        raise KDistillError(
+            f"{path} does not fit model {recipe['name']} {recipe.get('kwargs', {})}: "
+            f"shapes differ (file vs model) for {', '.join(wrong_shapes[:3])}"
+        )
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise KDistillError(
