@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument(
         "--work-dir", help="where runs and checkpoints go (default runs/NAME-PROFILE)"
     )
+    add_procedure_verbs(verbs)
     return parser
 
 
@@ -158,7 +159,7 @@ def _run(args: argparse.Namespace) -> int:
             args.name, profile=args.profile, output_dir=args.output_dir, work_dir=args.work_dir
         )
         return 0
-    return 1
+    return run_procedure_verb(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
