@@ -118,3 +118,117 @@ class LogitMatchingLoss(LossTerm):
         return logit_squared_error(
             context.student_logits, context.teacher_member_logits.mean(dim=0)
         )
+
+
+# --- Decoupled knowledge distillation -------------------------------------------------------
+#
+# Reference: B. Zhao, Q. Cui, R. Song, Y. Qiu, J. Liang, "Decoupled Knowledge Distillation",
+# CVPR 2022, section 3. With ``p = softmax(z / T)`` and target class ``t``, the binary
+# distribution ``b = [p_t, p_\t]`` (``p_\t = 1 - p_t``) holds the target / non-target mass and
+# ``p_hat_i = p_i / p_\t`` (``i != t``) the distribution among the non-target classes.
+# Section 3.1 rewrites classic KD exactly as
+#     KD = KL(b^T || b^S) + (1 - p_t^T) KL(p_hat^T || p_hat^S) = TCKD + (1 - p_t^T) NCKD,
+# and section 3.2 decouples the two: DKD = alpha * TCKD + beta * NCKD.
+
+
+def decoupled_kd_parts(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example TCKD and NCKD of Zhao et al. (CVPR 2022, section 3.1), unscaled by ``T^2``.
+
+    Returns two tensors of shape ``[batch]``: ``TCKD = KL(b^T || b^S)``, the binary KL
+    divergence between teacher and student target/non-target masses, and
+    ``NCKD = KL(p_hat^T || p_hat^S)``, the KL divergence among the non-target classes (the
+    target class removed and the rest renormalised). Computed from log-probabilities, so no
+    probability is divided by a vanishing mass. The teacher side is detached.
+    """
+    if student_logits.dim() != 2 or student_logits.shape != teacher_logits.shape:
+        raise KDistillError(
+            "decoupled KD needs student and teacher logits of one shape [batch, classes], got "
+            f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}"
+        )
+    batch, classes = student_logits.shape
+    if classes < 2:
+        raise KDistillError(f"decoupled KD needs at least 2 classes, got {classes}")
+    if labels.dim() != 1 or labels.shape[0] != batch or labels.is_floating_point():
+        raise KDistillError(
+            "decoupled KD needs integer class labels of shape [batch]; soft or one-hot labels "
+            f"are not supported (got {tuple(labels.shape)} {labels.dtype})"
+        )
+    target_mask = F.one_hot(labels, classes).bool()
+
+    def masses(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        scaled = logits / temperature
+        log_normaliser = torch.logsumexp(scaled, dim=-1)
+        log_target = scaled.gather(1, labels[:, None]).squeeze(1) - log_normaliser
+        non_target = scaled[~target_mask].view(batch, classes - 1)
+        log_rest = torch.logsumexp(non_target, dim=-1) - log_normaliser
+        return log_target, log_rest, F.log_softmax(non_target, dim=-1)
+
+    s_target, s_rest, s_non_target = masses(student_logits)
+    t_target, t_rest, t_non_target = masses(teacher_logits.detach())
+    tckd = t_target.exp() * (t_target - s_target) + t_rest.exp() * (t_rest - s_rest)
+    nckd = (t_non_target.exp() * (t_non_target - s_non_target)).sum(dim=-1)
+    return tckd, nckd
+
+
+def decoupled_kd(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float,
+    alpha: float,
+    beta: float,
+) -> torch.Tensor:
+    """DKD loss ``T^2 * (alpha * TCKD + beta * NCKD)`` averaged over the batch.
+
+    Zhao et al., CVPR 2022, section 3.2 ("DKD = alpha TCKD + beta NCKD"); the ``T^2`` factor
+    keeps gradient magnitudes comparable across temperatures, as for Hinton's soft targets.
+    With ``alpha = 1`` and ``beta = 1 - p_t^T`` (per example) it is classic KD.
+    """
+    tckd, nckd = decoupled_kd_parts(student_logits, teacher_logits, labels, temperature)
+    return (alpha * tckd + beta * nckd).mean() * temperature**2
+
+
+class DecoupledKDLoss(LossTerm):
+    """Decoupled KD (Zhao et al., CVPR 2022): ``T^2 (alpha TCKD + beta NCKD)``.
+
+    Defaults are the paper's CIFAR-100 settings (``T = 4``, ``alpha = 1``, ``beta = 8``). The
+    paper also warms the term up linearly over the first epochs; that is a schedule on
+    :attr:`weight`, left to the trainer. Reads the (mean) teacher logits and the labels.
+    """
+
+    name = "dkd"
+
+    def __init__(
+        self, weight: float = 1.0, temperature: float = 4.0, alpha: float = 1.0, beta: float = 8.0
+    ) -> None:
+        super().__init__(weight)
+        if temperature <= 0:
+            raise KDistillError(f"dkd: temperature must be > 0, got {temperature}")
+        if alpha < 0 or beta < 0:
+            raise KDistillError(f"dkd: alpha and beta must be >= 0, got {alpha} and {beta}")
+        self.temperature = float(temperature)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+
+    def forward(self, context: TermContext) -> torch.Tensor:
+        teacher_logits = context.teacher_logits
+        if teacher_logits is None:
+            raise KDistillError("the dkd loss needs a teacher: add distill.teachers")
+        if not context.has_labels:
+            raise KDistillError(
+                "the dkd loss needs class labels to split target and non-target classes; this "
+                "data has none: use soft_targets instead"
+            )
+        return decoupled_kd(
+            context.student_logits,
+            teacher_logits,
+            context.labels,
+            self.temperature,
+            self.alpha,
+            self.beta,
+        )
