@@ -183,7 +183,7 @@ def fit(
         )
         optimizer_from_tensors(optimizer, tensors, saved["optimizer"])
         torch.set_rng_state(tensors["rng.torch"])
-        start_epoch, step = saved["epoch"] + 1, saved["step"]
+        start_epoch, step = saved["epoch"], saved["step"]
         result.history = saved.get("history", [])
         log.truncate_after(saved["epoch"])
     elif not resume:
@@ -260,7 +260,7 @@ def fit(
             tensors,
             {
                 "kind": "checkpoint",
-                "epoch": epoch,
+                "epoch": epoch + 1,
                 "step": step,
                 "total_epochs": total_epochs,
                 "steps_per_epoch": steps_per_epoch,

@@ -1,0 +1,84 @@
+"""The one training loop: it learns, logs, and a SIGKILLed run resumes to identical weights."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+import yaml
+
+from kdistill.config import TrainConfig
+from kdistill.engine import SupervisedObjective, fit
+from kdistill.engine.checkpoint import load_tensors
+from kdistill.models import create_model
+
+
+def _config_file(tmp_path, data_path, output_dir, epochs):
+    config = {
+        "seed": 7,
+        "output_dir": str(output_dir),
+        "data": {"name": f"npz:{data_path}", "max_shift": 1},
+        "model": {"name": "mlp", "kwargs": {"hidden_sizes": [400, 400], "hidden_dropout": 0.2, "max_norm": 2.0}},
+        "train": {"epochs": epochs, "batch_size": 50, "optimizer": {"name": "sgd", "lr": 0.05}},
+    }
+    path = tmp_path / f"{output_dir.name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _run_cli(*args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "kdistill", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def test_sigkill_then_resume_gives_the_same_final_weights(tmp_path, small_mnist_npz):
+    epochs = 4
+    straight = _config_file(tmp_path, small_mnist_npz, tmp_path / "straight", epochs)
+    killed = _config_file(tmp_path, small_mnist_npz, tmp_path / "killed", epochs)
+    assert _run_cli("train", str(straight)).wait(timeout=300) == 0
+
+    process = _run_cli("train", str(killed))
+    sidecar = tmp_path / "killed" / "checkpoint.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if sidecar.exists() and json.loads(sidecar.read_text() or "{}").get("epoch", -1) >= 1:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "the run finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "killed" / "final.json").exists()
+    interrupted_at = json.loads(sidecar.read_text())["epoch"]
+    assert 1 <= interrupted_at < epochs
+
+    resumed = _run_cli("train", str(killed), "--resume")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
+    a, _ = load_tensors(tmp_path / "straight" / "model.safetensors")
+    b, _ = load_tensors(tmp_path / "killed" / "model.safetensors")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    lines = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == list(range(1, epochs + 1))
+
+
+def test_fit_learns_real_digits_and_logs_every_epoch(tmp_path, mnist):
+    train = mnist.train.subset(torch.arange(3000))
+    test = mnist.test.subset(torch.arange(1000))
+    torch.manual_seed(0)
+    model = create_model("mlp", hidden_sizes=[128])
+    config = TrainConfig(epochs=2, batch_size=50, progress=False)
+    result = fit(SupervisedObjective(model), train, {"test": test}, config, tmp_path, seed=0)
+    errors = [record["model"]["test"]["errors"] for record in result.history]
+    assert len(errors) == 2
+    assert errors[-1] < 150  # a 784-128-10 MLP on 3,000 digits: about 90% right after two epochs
+    final = result.final["model"]["test"]
+    assert sum(final["per_class_errors"]) == final["errors"]
+    assert sum(map(sum, final["confusion"])) == 1000
+    assert (tmp_path / "model.safetensors").exists()
