@@ -66,7 +66,10 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         ) from None
     except ValueError:
         pass  # builtins without a signature: let the call itself report
-    model = factory(**kwargs)
+    try:
+        model = factory(**kwargs)
+    except TypeError as error:
+        raise KDistillError(f"model {name!r} does not accept these kwargs {sorted(kwargs)}: {error}") from None
     if not isinstance(model, nn.Module):
         raise KDistillError(
             f"model factory {name!r} returned {type(model).__name__}, not a torch.nn.Module"
