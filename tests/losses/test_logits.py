@@ -17,7 +17,9 @@ from kdistill.losses.logits import (
 def _soft_term_gradient(student_logits, teacher_logits, temperature, scale=False):
     student_logits = student_logits.clone().requires_grad_(True)
     targets = teacher_log_probs(teacher_logits.unsqueeze(0), temperature)
-    loss = soft_target_cross_entropy(student_logits, targets, temperature, scale_by_temperature_squared=scale)
+    loss = soft_target_cross_entropy(
+        student_logits, targets, temperature, scale_by_temperature_squared=scale
+    )
     (gradient,) = torch.autograd.grad(loss * len(student_logits), student_logits)
     return gradient
 
@@ -31,7 +33,9 @@ def test_value_matches_hand_computed_cross_entropy():
     q = [math.exp(v / temperature) for v in (1.0, 2.0, 3.0)]
     q = [v / sum(q) for v in q]
     expected = -sum(pi * math.log(qi) for pi, qi in zip(p, q, strict=True)) * temperature**2
-    loss = soft_target_cross_entropy(student, teacher_log_probs(teacher[None], temperature), temperature)
+    loss = soft_target_cross_entropy(
+        student, teacher_log_probs(teacher[None], temperature), temperature
+    )
     assert loss.item() == pytest.approx(expected, rel=1e-6)
 
 
@@ -50,7 +54,10 @@ def test_high_temperature_gradient_approaches_logit_matching():
     generator = torch.Generator().manual_seed(1)
     student = torch.randn(8, 10, generator=generator, dtype=torch.float64)
     teacher = torch.randn(8, 10, generator=generator, dtype=torch.float64)
-    student, teacher = student - student.mean(1, keepdim=True), teacher - teacher.mean(1, keepdim=True)
+    student, teacher = (
+        student - student.mean(1, keepdim=True),
+        teacher - teacher.mean(1, keepdim=True),
+    )
     classes = student.shape[1]
     errors = []
     for temperature in (10.0, 100.0, 1000.0):
@@ -65,8 +72,14 @@ def test_temperature_squared_keeps_gradient_size_roughly_constant():
     generator = torch.Generator().manual_seed(2)
     student = torch.randn(32, 10, generator=generator, dtype=torch.float64)
     teacher = torch.randn(32, 10, generator=generator, dtype=torch.float64) * 2
-    scaled = [_soft_term_gradient(student, teacher, t, scale=True).norm().item() for t in (8.0, 20.0, 50.0)]
-    unscaled = [_soft_term_gradient(student, teacher, t, scale=False).norm().item() for t in (8.0, 20.0, 50.0)]
+    scaled = [
+        _soft_term_gradient(student, teacher, t, scale=True).norm().item()
+        for t in (8.0, 20.0, 50.0)
+    ]
+    unscaled = [
+        _soft_term_gradient(student, teacher, t, scale=False).norm().item()
+        for t in (8.0, 20.0, 50.0)
+    ]
     assert max(scaled) / min(scaled) < 1.3
     assert max(unscaled) / min(unscaled) > 30  # without T^2 it shrinks as 1/T^2
 
@@ -90,6 +103,8 @@ def test_arithmetic_mean_of_member_distributions():
 
 
 def test_logit_squared_error_value_and_bad_rule():
-    assert logit_squared_error(torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 0.0]])).item() == pytest.approx(2.5)
+    assert logit_squared_error(
+        torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 0.0]])
+    ).item() == pytest.approx(2.5)
     with pytest.raises(KDistillError, match="unknown ensemble rule"):
         teacher_log_probs(torch.zeros(1, 1, 2), 1.0, "median")

@@ -60,6 +60,15 @@ class Distiller(Objective):
         ]
 
     @property
+    def teacher_view(self) -> nn.Module | None:
+        """What terms see as "the teacher": the model itself for a single teacher, so module
+        paths read as in the user's model (``layers.4``); for an ensemble, the
+        :class:`Teacher` (paths then start with ``members.<i>.``)."""
+        if self.teacher is not None and len(self.teacher.members) == 1:
+            return self.teacher.members[0]
+        return self.teacher
+
+    @property
     def uses_cache(self) -> bool:
         return self.cached_teacher_logits is not None
 
@@ -69,7 +78,7 @@ class Distiller(Objective):
         from kdistill.losses.hooks import FeatureCapture
 
         captures: dict[str, object] = {}
-        for side, model in (("student", self.student), ("teacher", self.teacher)):
+        for side, model in (("student", self.student), ("teacher", self.teacher_view)):
             paths = [
                 (request.path, request.kind) for request in self.requests if request.side == side
             ]
@@ -106,7 +115,7 @@ class Distiller(Objective):
             student_logits=student_logits,
             teacher_member_logits=teacher_member_logits,
             student=self.student,
-            teacher=self.teacher,
+            teacher=self.teacher_view,
             features=features,
             has_labels=self.use_labels,
         )

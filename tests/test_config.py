@@ -1,0 +1,48 @@
+import pytest
+
+from kdistill.config import load_config
+from kdistill.errors import KDistillError
+
+
+def test_defaults_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 3\ndistill:\n  teachers: [{checkpoint: t.safetensors}]\n")
+    config = load_config(
+        path, ["train.optimizer.lr=0.05", "distill.temperature=8", "data.keep_classes=[7, 8]"]
+    )
+    assert config.train.epochs == 3
+    assert config.train.optimizer.lr == 0.05
+    assert config.distill.temperature == 8
+    assert config.distill.hard_target_weight == 0.1
+    assert config.data.keep_classes == [7, 8]
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "message"),
+    [
+        ("train:\n  optimzer: {}\n", [], r"key train\.optimzer: unknown key"),
+        ("train:\n  epochs: zero\n", [], r"key train\.epochs: Input should be a valid integer"),
+        ("distill:\n  temperature: 2\n", [], r"key distill\.teachers: Field required"),
+        (
+            "distill:\n  teachers: [{checkpoint: a}]\n  temperature: -1\n",
+            [],
+            r"key distill\.temperature",
+        ),
+        ("train: [1, 2\n", [], r"not valid YAML at line"),
+        ("- just a list\n", [], r"expected a mapping"),
+        ("", ["train.epochs"], r"not of the form key\.sub=value"),
+        ("train:\n  epochs: 3\n", ["train.epochs.x=1"], r"'epochs' is a value, not a section"),
+        ("data:\n  keep_classes: []\n", [], r"data\.keep_classes is empty"),
+    ],
+)
+def test_bad_configs_name_the_key(tmp_path, text, overrides, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(KDistillError, match=message) as caught:
+        load_config(path, overrides)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(KDistillError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
