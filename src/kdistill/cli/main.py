@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from kdistill import __version__
+from kdistill.cli.bench import add_bench_verb, run_bench
 from kdistill.cli.procedure_verbs import add_procedure_verbs, run_procedure_verb
 from kdistill.errors import KDistillError
 
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--work-dir", help="where runs and checkpoints go (default runs/NAME-PROFILE)"
     )
     add_procedure_verbs(verbs)
+    add_bench_verb(verbs)
     return parser
 
 
@@ -159,6 +161,9 @@ def _run(args: argparse.Namespace) -> int:
             args.name, profile=args.profile, output_dir=args.output_dir, work_dir=args.work_dir
         )
         return 0
+    status = run_bench(args)
+    if status is not None:
+        return status
     return run_procedure_verb(args)
 
 
