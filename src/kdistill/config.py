@@ -110,6 +110,10 @@ class RunConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     distill: DistillConfig | None = None
+    born_again: BornAgainConfig | None = None
+    """Settings of ``kdistill born-again`` (defined at the end of this module)."""
+    mutual: MutualConfig | None = None
+    """The cohort of ``kdistill mutual`` (defined at the end of this module)."""
 
     @model_validator(mode="after")
     def _check_transfer_set(self) -> RunConfig:
@@ -190,3 +194,47 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 def dump_config(config: RunConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+# --- Self and online distillation (born-again networks, deep mutual learning) ---------------
+# Defined after RunConfig, which refers to them by name; ``model_rebuild`` below resolves them.
+
+
+class BornAgainConfig(_Strict):
+    """Born-Again Networks (Furlanello et al., ICML 2018, section 3): generation k+1 has the
+    architecture of generation k and learns from scratch from k's outputs and the labels."""
+
+    generations: int = Field(3, ge=1)
+    """Students after the label-trained generation 0; ``--generations`` overrides it."""
+    temperature: float = Field(1.0, gt=0)
+    """BAN matches the teacher's plain softmax (T = 1); other values scale the soft term by T^2."""
+    soft_target_weight: float = Field(1.0, ge=0)
+    hard_target_weight: float = Field(1.0, ge=0)
+    """0 gives the paper's pure-distillation BAN; 1 adds the label cross-entropy."""
+    teacher: str | None = None
+    """A model file to use as generation 0 instead of training one on the labels."""
+
+    @model_validator(mode="after")
+    def _check_weights(self) -> BornAgainConfig:
+        if self.soft_target_weight == 0 and self.hard_target_weight == 0:
+            raise ValueError(
+                "soft_target_weight and hard_target_weight are both 0: set at least one > 0"
+            )
+        return self
+
+
+class MutualConfig(_Strict):
+    """Deep Mutual Learning (Zhang et al., CVPR 2018): a cohort trained together from scratch,
+    each member with its cross-entropy plus a KL term towards its peers' predictions."""
+
+    members: list[ModelConfig] = Field(min_length=2)
+    """The cohort, e.g. ``[{name: mlp, kwargs: {...}}, {name: cnn, kwargs: {...}}]``."""
+    kl_weight: float = Field(1.0, ge=0)
+    temperature: float = Field(1.0, gt=0)
+    """The paper uses T = 1; other values soften both sides and scale the KL term by T^2."""
+    peer_target: Literal["average", "pairwise"] = "average"
+    """``average``: KL to the mean of the other members' distributions (eq. 6);
+    ``pairwise``: the mean of the KLs to each other member (eq. 5). Same for two members."""
+
+
+RunConfig.model_rebuild()
