@@ -1,0 +1,71 @@
+"""The command line: useful help, one-line errors with exit status 2, evaluate."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from kdistill.cli.main import main
+from kdistill.engine import save_model
+from kdistill.models import create_model
+
+
+@pytest.mark.parametrize(
+    "verb", [None, "train", "distill", "evaluate", "reproduce", "born-again", "mutual", "bench"]
+)
+def test_help_is_useful(verb, capsys):
+    argv = ["--help"] if verb is None else [verb, "--help"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: kdistill" in out
+    if verb is None:
+        for name in ("train", "distill", "evaluate", "reproduce", "examples:"):
+            assert name in out
+
+
+def test_bad_inputs_print_one_line_and_exit_2(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("train:\n  epochz: 3\n")
+    assert main(["train", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "train.epochz: unknown key" in err
+    assert main(["train", str(tmp_path / "missing.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["reproduce", "no-such-paper"]) == 2
+    assert "unknown reproduction" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "none.safetensors")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_distill_with_wrong_teacher_path_is_one_line(tmp_path, capsys):
+    config = tmp_path / "d.yaml"
+    config.write_text(
+        f"data: {{name: 'npz:{tmp_path}/none.npz'}}\ndistill:\n  teachers: [{{checkpoint: {tmp_path}/t.safetensors}}]\n"
+    )
+    assert main(["distill", str(config)]) == 2
+    assert capsys.readouterr().err.startswith("kdistill: error: ")
+
+
+def test_evaluate_prints_errors_and_applies_bias_shift(tmp_path, mnist, capsys, monkeypatch):
+    torch.manual_seed(0)
+    model = create_model("mlp", hidden_sizes=[8])
+    save_model(tmp_path / "m.safetensors", model, {"name": "mlp", "kwargs": {"hidden_sizes": [8]}})
+    assert main(["evaluate", str(tmp_path / "m.safetensors")]) == 0
+    out = capsys.readouterr().out
+    assert "errors / 10000" in out and "per-class errors" in out
+    assert (
+        main(["evaluate", str(tmp_path / "m.safetensors"), "--bias-shift", "3=1000", "--json"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert '"per_class_errors": [980, 1135, 1032, 0,' in out  # every digit is now called a 3
+    assert main(["evaluate", str(tmp_path / "m.safetensors"), "--bias-shift", "three"]) == 2
+
+
+def test_module_entry_point():
+    result = subprocess.run(
+        [sys.executable, "-m", "kdistill", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stdout.startswith("kdistill ")
