@@ -19,7 +19,9 @@ from kdistill.models import create_model
 
 def test_tensors_and_metadata_round_trip(tmp_path):
     path = tmp_path / "c.safetensors"
-    save_tensors(path, {"a": torch.arange(6).reshape(2, 3).t()}, {"epoch": 3, "nested": {"x": [1, 2]}})
+    save_tensors(
+        path, {"a": torch.arange(6).reshape(2, 3).t()}, {"epoch": 3, "nested": {"x": [1, 2]}}
+    )
     tensors, metadata = load_tensors(path)
     torch.testing.assert_close(tensors["a"], torch.arange(6).reshape(2, 3).t())
     assert metadata == {"epoch": 3, "nested": {"x": [1, 2]}}
@@ -41,7 +43,9 @@ def test_model_file_rebuilds_from_its_recipe(tmp_path):
     save_model(tmp_path / "m.safetensors", model, {"name": "mlp", "kwargs": {"hidden_sizes": [16]}})
     loaded, metadata = load_model(tmp_path / "m.safetensors")
     assert metadata["recipe"]["kwargs"] == {"hidden_sizes": [16]}
-    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(
+        model.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
         torch.testing.assert_close(a, b, msg=name)
 
 
@@ -87,4 +91,6 @@ def test_optimizer_state_round_trip():
     optimizer_from_tensors(fresh, tensors, saved)
     assert fresh.param_groups[0]["lr"] == 0.01
     for key in ("exp_avg", "exp_avg_sq"):
-        torch.testing.assert_close(fresh.state[model.weight][key], optimizer.state[model.weight][key])
+        torch.testing.assert_close(
+            fresh.state[model.weight][key], optimizer.state[model.weight][key]
+        )

@@ -14,6 +14,11 @@ def test_cosine_with_warmup():
 
 
 def test_step_and_exponential_and_constant():
-    assert learning_rate_at(25, 100, 10, 1.0, ScheduleConfig(name="step", step_epochs=2, gamma=0.5)) == 0.5
-    assert learning_rate_at(20, 100, 10, 1.0, ScheduleConfig(name="exponential", gamma=0.5)) == pytest.approx(0.25)
+    assert (
+        learning_rate_at(25, 100, 10, 1.0, ScheduleConfig(name="step", step_epochs=2, gamma=0.5))
+        == 0.5
+    )
+    assert learning_rate_at(
+        20, 100, 10, 1.0, ScheduleConfig(name="exponential", gamma=0.5)
+    ) == pytest.approx(0.25)
     assert learning_rate_at(77, 100, 10, 0.3, ScheduleConfig(name="constant")) == 0.3

@@ -21,7 +21,10 @@ def _config_file(tmp_path, data_path, output_dir, epochs):
         "seed": 7,
         "output_dir": str(output_dir),
         "data": {"name": f"npz:{data_path}", "max_shift": 1},
-        "model": {"name": "mlp", "kwargs": {"hidden_sizes": [400, 400], "hidden_dropout": 0.2, "max_norm": 2.0}},
+        "model": {
+            "name": "mlp",
+            "kwargs": {"hidden_sizes": [400, 400], "hidden_dropout": 0.2, "max_norm": 2.0},
+        },
         "train": {"epochs": epochs, "batch_size": 50, "optimizer": {"name": "sgd", "lr": 0.05}},
     }
     path = tmp_path / f"{output_dir.name}.yaml"

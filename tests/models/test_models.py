@@ -21,7 +21,9 @@ def test_max_norm_caps_each_units_incoming_weights():
     model.apply_weight_constraints()
     norms = model.layers[1].weight.norm(dim=1)
     assert norms.max().item() == pytest.approx(0.5, rel=1e-5)
-    torch.testing.assert_close(model.layers[1].weight[0], small_row)  # rows under the cap are untouched
+    torch.testing.assert_close(
+        model.layers[1].weight[0], small_row
+    )  # rows under the cap are untouched
 
 
 def test_cnn_forward_shape():

@@ -69,7 +69,9 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     try:
         model = factory(**kwargs)
     except TypeError as error:
-        raise KDistillError(f"model {name!r} does not accept these kwargs {sorted(kwargs)}: {error}") from None
+        raise KDistillError(
+            f"model {name!r} does not accept these kwargs {sorted(kwargs)}: {error}"
+        ) from None
     if not isinstance(model, nn.Module):
         raise KDistillError(
             f"model factory {name!r} returned {type(model).__name__}, not a torch.nn.Module"
