@@ -1,5 +1,15 @@
 """Methods that train more than one model at once: distillation, born-again, mutual learning."""
 
+from kdistill.procedures.born_again import BornAgainResult, run_born_again
 from kdistill.procedures.distill import Distiller
+from kdistill.procedures.mutual import MutualObjective, MutualResult, run_mutual, train_alone
 
-__all__ = ["Distiller"]
+__all__ = [
+    "BornAgainResult",
+    "Distiller",
+    "MutualObjective",
+    "MutualResult",
+    "run_born_again",
+    "run_mutual",
+    "train_alone",
+]

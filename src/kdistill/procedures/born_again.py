@@ -1,0 +1,459 @@
+"""Born-Again Networks: a chain of students, each with the architecture of its teacher.
+
+Reference: T. Furlanello, Z. C. Lipton, M. Tschannen, L. Itti, A. Anandkumar, "Born-Again
+Neural Networks", ICML 2018.
+
+Section 3: a teacher is trained on the labels, minimising ``L(y, f(x, theta_T))``; a student
+*parameterised identically* is then trained from a fresh random initialisation with the
+distillation loss ``L(f(x, theta_T*), f(x, theta_S))`` to the teacher's outputs. Section 3.1
+("sequence of teaching selves") repeats this: generation ``k`` is trained with knowledge
+transferred from generation ``k - 1``, and the BAN ensemble of the first ``k`` students
+averages their predictions, ``f^k(x) = (1/k) sum_{i=1..k} f(x, theta_i)``.
+
+Here generation 0 is the label-trained teacher T and generation ``k >= 1`` minimises
+``soft_target_weight * T^2 * CE(p_{k-1}(T), p_k(T)) + hard_target_weight * CE(y, p_k)``,
+Hinton et al.'s soft term (:class:`~kdistill.losses.logits.SoftTargetLoss`; at the BAN
+default T = 1 the ``T^2`` factor is 1) plus the label cross-entropy. ``hard_target_weight: 0``
+is the paper's pure-distillation BAN. Every generation is one call of the engine's
+:func:`~kdistill.engine.trainer.fit` in ``output_dir/gen-<k>/``; a finished generation leaves
+``model.safetensors`` and a ``done.json`` marker, so a killed run resumes at the generation it
+was in (and, inside it, at its last epoch checkpoint).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+# ``kdistill.runs`` imports this package (for the Distiller); a module import, used only at
+# call time, keeps that cycle harmless whichever side is imported first.
+from kdistill import runs
+from kdistill.config import BornAgainConfig, RunConfig, TeacherConfig, dump_config
+from kdistill.data import DataSet, Split, check_num_classes
+from kdistill.engine.checkpoint import atomic_write_text, load_model, load_tensors
+from kdistill.engine.evaluate import evaluate, evaluate_logits, predict_logits
+from kdistill.engine.objective import Objective, SupervisedObjective
+from kdistill.engine.trainer import CHECKPOINT_NAME, fit, resolve_device
+from kdistill.errors import KDistillError
+from kdistill.losses.logits import HardTargetLoss, SoftTargetLoss, teacher_log_probs
+from kdistill.models import create_model
+from kdistill.procedures.distill import Distiller
+from kdistill.teachers import load_teacher
+
+DONE_NAME = "done.json"
+MODEL_NAME = "model.safetensors"
+SUMMARY_NAME = "born_again.json"
+
+# Settings that change how a run is displayed or how fast it goes, never what it learns: a
+# resumed run may change them freely.
+_COSMETIC_TRAIN_KEYS = ("progress", "threads", "tensorboard", "eval_batch_size")
+
+
+# --- Helpers shared by the self/online procedures (born-again and mutual learning) ------------
+
+
+def derived_seed(seed: int, tag: str) -> int:
+    """A seed for one model of a multi-model run, derived by hashing ``(seed, tag)``.
+
+    Generations and cohort members need distinct initialisations; ``seed + k`` would make
+    generation 1 of seed 0 start exactly like generation 0 of seed 1, correlating the
+    "independent" seeds of a benchmark, while a hash does not.
+    """
+    digest = hashlib.sha256(f"kdistill:{tag}:{seed}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def config_digest(config: RunConfig, drop: Sequence[str] = ()) -> str:
+    """A digest of everything in ``config`` that changes what is trained.
+
+    ``output_dir`` and the cosmetic train options are left out, and so is every dotted key
+    in ``drop`` (e.g. ``born_again.generations``, which a resumed run may raise).
+    """
+    content = config.model_dump(mode="json")
+    content.pop("output_dir", None)
+    for key in _COSMETIC_TRAIN_KEYS:
+        content["train"].pop(key, None)
+    for dotted in drop:
+        node: Any = content
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def resumable_checkpoint(run_dir: Path, identity: Mapping[str, Any]) -> bool:
+    """Whether ``run_dir`` holds a fit checkpoint that continues the run ``identity`` names.
+
+    ``identity`` is the ``extra_metadata`` a procedure gives :func:`fit`. A checkpoint from a
+    different config is the user's mistake and raises; one that differs otherwise (e.g. a
+    generation whose teacher has since been retrained) is stale and is trained afresh.
+    """
+    path = run_dir / CHECKPOINT_NAME
+    if not path.exists():
+        return False
+    _, saved = load_tensors(path)
+    if saved.get("config_digest") != identity.get("config_digest"):
+        raise KDistillError(
+            f"{path} was written with a different config: resume with the same config, or "
+            "use a new output_dir"
+        )
+    return all(saved.get(key) == value for key, value in identity.items())
+
+
+def model_outputs(model: nn.Module, split: Split) -> int:
+    """Number of classes ``model`` predicts, from one example in eval mode."""
+    with torch.no_grad():
+        was_training = model.training
+        model.eval()
+        outputs = model(split.images[:1].float() / 255.0).shape[-1]
+        model.train(was_training)
+    return int(outputs)
+
+
+def ensemble_log_probs(member_logits: torch.Tensor) -> torch.Tensor:
+    """``log((1/k) sum_i softmax(z_i))`` for logits ``[k, batch, classes]``.
+
+    The BAN ensemble of section 3.1 averages the members' predicted distributions; the log of
+    that average is computed with a log-sum-exp so no probability underflows.
+    """
+    return teacher_log_probs(member_logits, 1.0, "arithmetic")
+
+
+def evaluate_ensembles(
+    models: Sequence[nn.Module],
+    splits: Mapping[str, Split],
+    batch_size: int = 2000,
+    device: str | torch.device = "cpu",
+) -> list[dict[str, dict[str, Any]]]:
+    """Entry ``i``: the ensemble of ``models[: i + 1]`` (average of softmax) on every split.
+
+    Each model predicts each split once; every prefix ensemble reuses those logits. The loss
+    reported is the ensemble's negative log-likelihood.
+    """
+    logits = {
+        name: torch.stack(
+            [predict_logits(model, split.images, batch_size, device) for model in models]
+        )
+        for name, split in splits.items()
+    }
+    return [
+        {
+            name: evaluate_logits(
+                ensemble_log_probs(stacked[: size + 1]), splits[name].labels
+            ).summary()
+            for name, stacked in logits.items()
+        }
+        for size in range(len(models))
+    ]
+
+
+# --- Born-again generations -------------------------------------------------------------------
+
+
+def generation_seed(seed: int, generation: int) -> int:
+    """Initialisation and batch-order seed of a generation.
+
+    Generation 0 uses the run's seed, so it is exactly the model ``kdistill train`` makes from
+    the same config; each student starts from its own random initialisation (section 3:
+    students are trained from scratch, not from the teacher's weights).
+    """
+    return seed if generation == 0 else derived_seed(seed, f"born-again-generation-{generation}")
+
+
+class _GenerationDistiller(Distiller):
+    """A distiller whose student is saved as ``model.safetensors``, like generation 0's model,
+    so every generation's file has the same name and loads by path."""
+
+    def evaluation_models(self) -> dict[str, nn.Module]:
+        return {"model": self.student}
+
+
+@dataclass
+class GenerationResult:
+    """One generation: 0 is the label-trained teacher T, k >= 1 the k-th born-again student."""
+
+    generation: int
+    run_dir: Path
+    model_path: Path
+    final: dict[str, Any]
+    """Split name -> the engine's metrics summary (errors, accuracy, loss, per class)."""
+    sha256: str
+    """Digest of the model file: the next generation records its teacher by it."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    reused: bool = False
+    """True when read back (a finished generation on resume, or a given teacher file)."""
+
+    def errors(self, split: str = "test") -> int:
+        return int(self.final[split]["errors"])
+
+
+@dataclass
+class BornAgainResult:
+    output_dir: Path
+    generations: list[GenerationResult]
+    """Index = generation number; ``generations[0]`` is the teacher."""
+    ensembles: list[dict[str, Any]]
+    """``ensembles[k - 1]``: the BAN ensemble of students 1..k, split name -> metrics."""
+
+    def test_errors(self) -> list[int]:
+        return [generation.errors("test") for generation in self.generations]
+
+    def ensemble_test_errors(self) -> list[int]:
+        return [int(ensemble["test"]["errors"]) for ensemble in self.ensembles]
+
+    def summary(self) -> dict[str, Any]:
+        def strip(metrics: dict[str, Any]) -> dict[str, Any]:
+            return {
+                split: {key: value for key, value in values.items() if key != "confusion"}
+                for split, values in metrics.items()
+            }
+
+        return {
+            "output_dir": str(self.output_dir),
+            "generations": [
+                {
+                    "generation": g.generation,
+                    "model": str(g.model_path),
+                    "seconds": round(g.seconds, 2),
+                    "reused": g.reused,
+                    "metrics": strip(g.final),
+                }
+                for g in self.generations
+            ],
+            "ensembles": [
+                {"generations": list(range(1, k + 2)), "metrics": strip(ensemble)}
+                for k, ensemble in enumerate(self.ensembles)
+            ],
+        }
+
+
+def _finished_generation(
+    run_dir: Path, identity: dict[str, Any], generation: int
+) -> GenerationResult | None:
+    """The saved result of a generation if it finished with this config and this teacher."""
+    marker, model_path = run_dir / DONE_NAME, run_dir / MODEL_NAME
+    if not marker.exists() or not model_path.exists():
+        return None
+    try:
+        saved = json.loads(marker.read_text())
+    except json.JSONDecodeError:
+        return None  # written atomically, so only a hand-edited marker gets here
+    if saved.get("config_digest") != identity["config_digest"]:
+        raise KDistillError(
+            f"{run_dir} was trained with a different config: resume with the same config "
+            "(only --generations may change), or use a new output_dir"
+        )
+    if any(saved.get(key) != value for key, value in identity.items()):
+        return None  # its teacher was retrained since: this generation is stale
+    sha256 = file_sha256(model_path)
+    if saved.get("model_sha256") != sha256:
+        return None  # the model file was replaced after the marker was written
+    return GenerationResult(
+        generation,
+        run_dir,
+        model_path,
+        saved["final"],
+        sha256,
+        saved.get("history", []),
+        saved.get("seconds", 0.0),
+        reused=True,
+    )
+
+
+def _student_objective(
+    student: nn.Module,
+    teacher_path: Path,
+    settings: BornAgainConfig,
+    data: runs.PreparedData,
+    config: RunConfig,
+) -> Objective:
+    teacher = load_teacher([TeacherConfig(checkpoint=str(teacher_path))])
+    teacher_outputs = model_outputs(teacher.members[0], data.train)
+    if teacher_outputs != model_outputs(student, data.train):
+        raise KDistillError(
+            f"generation 0 ({teacher_path}) outputs {teacher_outputs} classes and the student "
+            f"{model_outputs(student, data.train)}: give born_again.teacher a model with "
+            "model.kwargs.num_classes outputs"
+        )
+    cached = None
+    if config.data.max_shift == 0:
+        # Without augmentation the teacher sees the same images every epoch: its logits are
+        # computed once, in memory (each generation's teacher is used by one student only,
+        # so the on-disk logit cache would only fill the disk).
+        device = resolve_device(config.train.device)
+        cached = predict_logits(
+            teacher.members[0], data.train.images, config.train.eval_batch_size, device
+        ).unsqueeze(0)
+    terms: list = [SoftTargetLoss(settings.soft_target_weight, settings.temperature)]
+    if settings.hard_target_weight > 0:
+        terms.append(HardTargetLoss(settings.hard_target_weight))
+    return _GenerationDistiller(student, teacher, terms, cached_teacher_logits=cached)
+
+
+def _train_generation(
+    generation: int,
+    config: RunConfig,
+    settings: BornAgainConfig,
+    data: runs.PreparedData,
+    root: Path,
+    digest: str,
+    teacher: GenerationResult | None,
+    resume: bool,
+) -> GenerationResult:
+    run_dir = root / f"gen-{generation}"
+    identity = {
+        "procedure": "born-again",
+        "generation": generation,
+        "config_digest": digest,
+        "teacher_sha256": teacher.sha256 if teacher is not None else None,
+    }
+    if resume:
+        finished = _finished_generation(run_dir, identity, generation)
+        if finished is not None:
+            return finished
+    # Remove the marker before training so a kill mid-generation never leaves an old
+    # "done" beside new, half-trained weights.
+    (run_dir / DONE_NAME).unlink(missing_ok=True)
+    seed = generation_seed(config.seed, generation)
+    torch.manual_seed(seed)
+    model = create_model(config.model.name, **config.model.kwargs)
+    check_num_classes(data.dataset, model_outputs(model, data.train))
+    if teacher is None:
+        objective: Objective = SupervisedObjective(model)
+    else:
+        objective = _student_objective(model, teacher.model_path, settings, data, config)
+    started = time.perf_counter()
+    result = fit(
+        objective,
+        data.train,
+        data.eval_splits,
+        config.train,
+        run_dir,
+        seed=seed,
+        max_shift=config.data.max_shift,
+        resume=resume and resumable_checkpoint(run_dir, identity),
+        recipes={"model": config.model.model_dump()},
+        description=f"born-again gen {generation}",
+        extra_metadata=identity,
+    )
+    seconds = time.perf_counter() - started
+    model_path = run_dir / MODEL_NAME
+    sha256 = file_sha256(model_path)
+    atomic_write_text(
+        run_dir / DONE_NAME,
+        json.dumps(
+            {
+                **identity,
+                "model_sha256": sha256,
+                "final": result.final["model"],
+                "history": result.history,
+                "seconds": seconds,
+            }
+        )
+        + "\n",
+    )
+    return GenerationResult(
+        generation, run_dir, model_path, result.final["model"], sha256, result.history, seconds
+    )
+
+
+def _given_teacher(path: str, data: runs.PreparedData, config: RunConfig) -> GenerationResult:
+    """Generation 0 read from ``born_again.teacher`` instead of trained here."""
+    model_path = Path(path)
+    model, _ = load_model(model_path)
+    device = resolve_device(config.train.device)
+    final = {
+        name: evaluate(model, split, config.train.eval_batch_size, device).summary(
+            with_confusion=True
+        )
+        for name, split in data.eval_splits.items()
+    }
+    return GenerationResult(
+        0, model_path.parent, model_path, final, file_sha256(model_path), reused=True
+    )
+
+
+def run_born_again(
+    config: RunConfig,
+    generations: int | None = None,
+    resume: bool = False,
+    *,
+    dataset: DataSet | None = None,
+) -> BornAgainResult:
+    """Train generation 0 on the labels, then ``generations`` born-again students in turn.
+
+    ``generations`` overrides ``config.born_again.generations`` (default 3). With ``resume``,
+    finished generations (model file + ``done.json`` for this config and this teacher) are
+    read back, the interrupted one continues from its epoch checkpoint, and the rest are
+    trained; raising ``generations`` on a finished run trains only the new ones. Without
+    ``resume`` every generation is trained afresh. ``dataset`` (a
+    :class:`~kdistill.data.DataSet`) skips loading ``config.data.name``.
+
+    Evaluates every generation and the BAN ensembles of students 1..k for every k
+    (Furlanello et al. 2018, section 3.1), and writes ``output_dir/born_again.json``.
+    """
+    settings = config.born_again or BornAgainConfig()
+    count = settings.generations if generations is None else generations
+    if count < 1:
+        raise KDistillError(
+            f"born-again needs at least 1 generation, got {count}: pass --generations 1 or more"
+        )
+    if config.distill is not None:
+        raise KDistillError(
+            "born-again takes its settings from the born_again section, not distill: remove "
+            "distill (distil the generations into a student afterwards with kdistill distill)"
+        )
+    settings = settings.model_copy(update={"generations": count})
+    config = config.model_copy(update={"born_again": settings})
+    data = runs.prepare_data(config.data, config.seed, dataset)
+    root = Path(config.output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / "config.yaml", dump_config(config))
+    digest = config_digest(config, drop=("born_again.generations",))
+    if not resume:
+        # A fresh run must not leave markers of an older chain that a later --resume trusts.
+        for marker in root.glob(f"gen-*/{DONE_NAME}"):
+            marker.unlink()
+
+    if settings.teacher is not None:
+        chain = [_given_teacher(settings.teacher, data, config)]
+    else:
+        chain = [_train_generation(0, config, settings, data, root, digest, None, resume)]
+    for generation in range(1, count + 1):
+        chain.append(
+            _train_generation(generation, config, settings, data, root, digest, chain[-1], resume)
+        )
+
+    device = resolve_device(config.train.device)
+    students = [load_model(result.model_path)[0] for result in chain[1:]]
+    ensembles = evaluate_ensembles(students, data.eval_splits, config.train.eval_batch_size, device)
+    result = BornAgainResult(root, chain, ensembles)
+    atomic_write_text(root / SUMMARY_NAME, json.dumps(result.summary(), indent=2) + "\n")
+    return result
+
+
+__all__ = [
+    "BornAgainResult",
+    "GenerationResult",
+    "config_digest",
+    "derived_seed",
+    "ensemble_log_probs",
+    "evaluate_ensembles",
+    "generation_seed",
+    "run_born_again",
+]
