@@ -85,3 +85,31 @@ def test_fit_learns_real_digits_and_logs_every_epoch(tmp_path, mnist):
     assert sum(final["per_class_errors"]) == final["errors"]
     assert sum(map(sum, final["confusion"])) == 1000
     assert (tmp_path / "model.safetensors").exists()
+
+
+def test_mixed_precision_option_runs_on_cpu(tmp_path, mnist):
+    train = mnist.train.subset(torch.arange(200))
+    model = create_model("mlp", hidden_sizes=[16])
+    config = TrainConfig(epochs=1, batch_size=100, progress=False, mixed_precision="bf16")
+    result = fit(
+        SupervisedObjective(model),
+        train,
+        {"test": mnist.test.subset(torch.arange(100))},
+        config,
+        tmp_path,
+    )
+    assert result.history[0]["train"]["loss"]["hard_targets"] > 0
+    assert model.layers[1].weight.dtype == torch.float32  # autocast keeps fp32 master weights
+
+
+def test_unavailable_device_is_a_one_line_error():
+    import pytest
+
+    from kdistill.engine import resolve_device
+    from kdistill.errors import KDistillError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(KDistillError, match="CUDA is not available"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type in {"cpu", "mps"}

@@ -159,6 +159,10 @@ def fit(
     loader.set_epoch(0)
     objective.prepare(next(iter(loader)))
     optimizer = build_optimizer(objective.trainable_parameters(), config.optimizer)
+    # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
+    scaler = torch.amp.GradScaler(
+        device.type, enabled=config.mixed_precision == "fp16" and device.type == "cuda"
+    )
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * total_epochs
     base_lr = config.optimizer.lr
@@ -213,12 +217,14 @@ def fit(
                 output = objective(batch)
             loss = sum(output.losses.values())
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
             if config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(
                     list(objective.trainable_parameters()), config.grad_clip
                 )
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             objective.after_step()
             step += 1
             for name, value in output.losses.items():
