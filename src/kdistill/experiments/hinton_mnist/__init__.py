@@ -273,7 +273,7 @@ def run(
                 "ensemble",
                 [
                     f"seed={s}",
-                    epochs("student_epochs"),
+                    epochs("ensemble_epochs"),
                     f"distill.ensemble_rule={rule}",
                     "distill.teachers=" + json.dumps(_teachers(members)),
                 ],
@@ -284,20 +284,21 @@ def run(
 
     beyond = None
     if settings.get("beyond_epochs"):
+        cnn_teacher = stage("cnn-teacher", "cnn-teacher", [epochs("cnn_teacher_epochs")])
         result = stage(
-            "beyond-ensemble-jitter",
-            "ensemble",
+            "beyond-cnn-teacher-jitter",
+            "beyond",
             [
                 epochs("beyond_epochs"),
-                "data.max_shift=2",
-                f"distill.temperature={settings.get('beyond_temperature', 20)}",
-                "distill.teachers=" + json.dumps(_teachers(members)),
+                "distill.teachers=" + json.dumps(_teachers([cnn_teacher.model_path()])),
             ],
         )
         beyond = {
+            "teacher": "cnn (configs/cnn-teacher.yaml)",
+            "teacher_test_errors": cnn_teacher.test_errors(),
             "test_errors": result.test_errors(),
             "epochs": settings["beyond_epochs"],
-            "seconds": result.seconds,
+            "seconds": result.seconds + cnn_teacher.seconds,
         }
 
     results = {
