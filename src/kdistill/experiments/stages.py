@@ -43,7 +43,9 @@ class StageResult:
 
 
 def config_digest(config: RunConfig) -> str:
-    content = config.model_dump(mode="json")
+    # Unset optional sections are left out, so adding a new optional section to RunConfig
+    # does not invalidate every finished stage.
+    content = config.model_dump(mode="json", exclude_none=True)
     content.pop("output_dir", None)
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]
 
