@@ -113,3 +113,23 @@ def test_unavailable_device_is_a_one_line_error():
     with pytest.raises(KDistillError, match="CUDA is not available"):
         resolve_device("cuda")
     assert resolve_device("auto").type in {"cpu", "mps"}
+
+
+def test_tensorboard_without_the_package_is_a_one_line_error(tmp_path, mnist):
+    import importlib.util
+
+    import pytest
+
+    from kdistill.errors import KDistillError
+
+    if importlib.util.find_spec("tensorboard") is not None:
+        pytest.skip("tensorboard is installed here")
+    config = TrainConfig(epochs=1, progress=False, tensorboard=True)
+    with pytest.raises(KDistillError, match=r"pip install 'kdistill\[tensorboard\]'"):
+        fit(
+            SupervisedObjective(create_model("mlp", hidden_sizes=[4])),
+            mnist.test.subset(torch.arange(100)),
+            {},
+            config,
+            tmp_path,
+        )
