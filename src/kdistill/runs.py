@@ -131,7 +131,17 @@ def build_terms(config: RunConfig) -> list:
 def distill(
     config: RunConfig, *, resume: bool = False, dataset: DataSet | None = None
 ) -> FitResult:
-    """Distil a student from one or more teachers (Hinton et al. 2015) plus any extra terms."""
+    """Distil a student from one or more teachers (Hinton et al. 2015) plus any extra terms.
+
+    With ``distill.hint_epochs > 0`` this is FitNet's two-stage training (Romero et al. 2015):
+    stage 1 trains for ``hint_epochs`` epochs on the ``fitnet`` terms alone, into
+    ``output_dir/hint-stage/``; stage 2 then trains the full term list for ``train.epochs``
+    epochs from the stage-1 student (and the stage-1 regressors). The paper's stage 1 trains
+    only the student's layers up to the guided layer: here the whole student runs forward, but
+    only those layers and the regressor get gradients, so only they change (BatchNorm running
+    statistics above the guided layer still update). The paper's stage 2 is KD alone; this one
+    keeps the hint terms (give them a small weight, or ``soft_target_weight=0`` for hints alone).
+    """
     if config.distill is None:
         raise KDistillError(
             "this config has no distill section: add distill.teachers (see configs/)"
@@ -165,6 +175,27 @@ def distill(
             teacher, data.train, cache_dir(), device=resolve_device(config.train.device)
         )
     run_dir = _write_config(config)
+    if config.distill.hint_epochs:
+        hints = [term for term in terms if term.name == "fitnet"]
+        if not hints:
+            raise KDistillError(
+                f"distill.hint_epochs={config.distill.hint_epochs} needs a fitnet term in "
+                "distill.terms: add {kind: fitnet, student: ..., teacher: ...} or set hint_epochs=0"
+            )
+        fit(
+            Distiller(student, teacher, hints),
+            data.train,
+            data.eval_splits,
+            config.train,
+            run_dir / "hint-stage",
+            seed=config.seed,
+            max_shift=config.data.max_shift,
+            resume=resume,
+            recipes={"student": config.model.model_dump()},
+            description=f"hints {run_dir.name}",
+            epochs=config.distill.hint_epochs,
+            extra_metadata={"stage": "hints"},
+        )
     objective = Distiller(
         student, teacher, terms, cached_teacher_logits=cached, use_labels=config.distill.use_labels
     )
