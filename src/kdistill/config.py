@@ -210,7 +210,7 @@ class BornAgainConfig(_Strict):
     """BAN matches the teacher's plain softmax (T = 1); other values scale the soft term by T^2."""
     soft_target_weight: float = Field(1.0, ge=0)
     hard_target_weight: float = Field(1.0, ge=0)
-    """0 gives the paper's pure-distillation BAN; 1 adds the label cross-entropy."""
+    """0 trains each student on its teacher's outputs alone; 1 adds the label cross-entropy."""
     teacher: str | None = None
     """A model file to use as generation 0 instead of training one on the labels."""
 

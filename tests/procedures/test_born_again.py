@@ -91,7 +91,7 @@ def test_generations_are_trained_in_turn_with_the_configured_losses(tmp_path, sm
     assert len({born_again.generation_seed(5, k) for k in range(4)}) == 4
     summary = json.loads((root / "born_again.json").read_text())
     assert [e["generations"] for e in summary["ensembles"]] == [[1], [1, 2]]
-    # hard_target_weight 0 is the paper's pure-distillation BAN: no label term at all.
+    # hard_target_weight 0: the distillation loss of section 3 alone, no label term.
     pure = run_born_again(
         _config(tmp_path / "pure", hard_target_weight=0.0), generations=1, dataset=small
     )

@@ -13,8 +13,8 @@ averages their predictions, ``f^k(x) = (1/k) sum_{i=1..k} f(x, theta_i)``.
 Here generation 0 is the label-trained teacher T and generation ``k >= 1`` minimises
 ``soft_target_weight * T^2 * CE(p_{k-1}(T), p_k(T)) + hard_target_weight * CE(y, p_k)``,
 Hinton et al.'s soft term (:class:`~kdistill.losses.logits.SoftTargetLoss`; at the BAN
-default T = 1 the ``T^2`` factor is 1) plus the label cross-entropy. ``hard_target_weight: 0``
-is the paper's pure-distillation BAN. Every generation is one call of the engine's
+default T = 1 the ``T^2`` factor is 1) plus the label cross-entropy; ``hard_target_weight: 0``
+leaves the distillation loss of section 3 alone. Every generation is one call of the engine's
 :func:`~kdistill.engine.trainer.fit` in ``output_dir/gen-<k>/``; a finished generation leaves
 ``model.safetensors`` and a ``done.json`` marker, so a killed run resumes at the generation it
 was in (and, inside it, at its last epoch checkpoint).
