@@ -6,16 +6,11 @@ from kdistill import runs
 from kdistill.config import RunConfig
 from kdistill.data import DataSet
 from kdistill.engine import save_model
+from tests.conftest import mnist_subset
 
 
 def _small(mnist) -> DataSet:
-    return DataSet(
-        name="mnist-small",
-        train=mnist.train.subset(torch.arange(4000)),
-        test=mnist.test.subset(torch.arange(2000)),
-        num_classes=10,
-        fingerprint="mnist-small",
-    )
+    return mnist_subset(mnist, 4000, 2000)
 
 
 def test_distilled_student_makes_fewer_errors_than_hard_label_baseline(

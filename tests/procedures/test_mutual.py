@@ -5,7 +5,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,6 +18,7 @@ from kdistill.errors import KDistillError
 from kdistill.models import create_model
 from kdistill.procedures import MutualObjective, run_mutual
 from kdistill.procedures.mutual import member_seed, mutual_kl, train_alone
+from tests.conftest import mnist_subset, write_mnist_npz
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -46,13 +46,7 @@ def small(mnist) -> DataSet:
     """1,000 real MNIST training and 500 test images."""
     # The first optimizer a process builds imports torch._dynamo (~2 s); pay it once here.
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    return DataSet(
-        name="mnist-small",
-        train=mnist.train.subset(torch.arange(1000)),
-        test=mnist.test.subset(torch.arange(500)),
-        num_classes=10,
-        fingerprint="mnist-small-1000-500",
-    )
+    return mnist_subset(mnist, 1000, 500)
 
 
 def _config(tmp_path, **mutual):
@@ -257,15 +251,7 @@ def test_distill_cohort_config_runs_end_to_end(tmp_path, small, monkeypatch):
 
 @pytest.fixture(scope="module")
 def small_npz(tmp_path_factory, mnist):
-    path = tmp_path_factory.mktemp("data") / "mnist-small.npz"
-    np.savez(
-        path,
-        x_train=mnist.train.images[:1000].numpy(),
-        y_train=mnist.train.labels[:1000].numpy(),
-        x_test=mnist.test.images[:500].numpy(),
-        y_test=mnist.test.labels[:500].numpy(),
-    )
-    return path
+    return write_mnist_npz(tmp_path_factory.mktemp("data") / "mnist-small.npz", mnist, 1000, 500)
 
 
 def test_cli_mutual_prints_member_and_baseline_errors(tmp_path, small_npz, capsys):
