@@ -26,7 +26,10 @@ def test_smoke_profile_writes_the_report_and_caches_stages(tmp_path):
         assert (tmp_path / "report" / plot).stat().st_size > 1000
     saved = json.loads((tmp_path / "report" / "results.json").read_text())
     assert saved["student_hard"]["runs"] == 1
-    assert 0 < saved["beyond"]["test_errors"] < 2000 and "beyond: 2x800 distilled from a CNN teacher" in report
+    assert (
+        0 < saved["beyond"]["test_errors"] < 2000
+        and "beyond: 2x800 distilled from a CNN teacher" in report
+    )
     assert 0 < saved["student_distilled"]["mean"] < 2000
     assert not any(stage["cached"] for stage in results["stages"].values())
     again = run_reproduction(
