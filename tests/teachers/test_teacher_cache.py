@@ -56,3 +56,16 @@ def test_ensemble_teacher_stacks_members_and_stays_frozen():
     assert not teacher.training
     assert all(not p.requires_grad for p in teacher.parameters())
     assert teacher(torch.rand(5, 1, 28, 28)).shape == (3, 5, 10)
+
+
+def test_after_step_constrains_the_student_but_never_the_frozen_teacher():
+    teacher_model = create_model("mlp", hidden_sizes=[8], max_norm=0.1)
+    student = create_model("mlp", hidden_sizes=[8], max_norm=0.1)
+    with torch.no_grad():
+        teacher_model.layers[1].weight.fill_(1.0)
+        student.layers[1].weight.fill_(1.0)
+    before = teacher_model.layers[1].weight.clone()
+    distiller = Distiller(student, Teacher([teacher_model]), [SoftTargetLoss()])
+    distiller.after_step()
+    torch.testing.assert_close(teacher_model.layers[1].weight, before)
+    assert student.layers[1].weight.norm(dim=1).max().item() <= 0.1 + 1e-6

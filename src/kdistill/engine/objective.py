@@ -43,7 +43,10 @@ class Objective(nn.Module):
         """Apply weight constraints (the paper's max-norm) after each optimizer step."""
         for module in self.modules():
             constrain = getattr(module, "apply_weight_constraints", None)
-            if constrain is not None and module is not self:
+            # Frozen models (teachers) were constrained when they were trained.
+            if constrain is not None and module is not self and any(
+                parameter.requires_grad for parameter in module.parameters()
+            ):
                 constrain()
 
 

@@ -32,6 +32,8 @@ def teacher_log_probs(
             f"teacher logits must have shape [members, batch, classes], got {tuple(member_logits.shape)}"
         )
     log_probs = F.log_softmax(member_logits / temperature, dim=-1)
+    if member_logits.shape[0] == 1:  # one teacher: both means are its own distribution
+        return log_probs[0]
     if rule == "arithmetic":
         return torch.logsumexp(log_probs, dim=0) - torch.log(
             torch.tensor(float(member_logits.shape[0]), dtype=log_probs.dtype)
