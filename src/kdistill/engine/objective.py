@@ -44,8 +44,10 @@ class Objective(nn.Module):
         for module in self.modules():
             constrain = getattr(module, "apply_weight_constraints", None)
             # Frozen models (teachers) were constrained when they were trained.
-            if constrain is not None and module is not self and any(
-                parameter.requires_grad for parameter in module.parameters()
+            if (
+                constrain is not None
+                and module is not self
+                and any(parameter.requires_grad for parameter in module.parameters())
             ):
                 constrain()
 

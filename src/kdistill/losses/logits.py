@@ -31,6 +31,10 @@ def teacher_log_probs(
         raise KDistillError(
             f"teacher logits must have shape [members, batch, classes], got {tuple(member_logits.shape)}"
         )
+    if rule not in ENSEMBLE_RULES:
+        raise KDistillError(
+            f"unknown ensemble rule {rule!r}: use one of {', '.join(ENSEMBLE_RULES)}"
+        )
     log_probs = F.log_softmax(member_logits / temperature, dim=-1)
     if member_logits.shape[0] == 1:  # one teacher: both means are its own distribution
         return log_probs[0]
