@@ -55,8 +55,9 @@ class TermContext:
 class LossTerm(nn.Module):
     """Base class of a loss term. Subclasses set ``name`` and implement :meth:`forward`.
 
-    ``needs_live_teacher`` is True when a term needs the teacher model itself (its features,
-    weights or gradients); the Distiller then never serves the teacher from the logit cache.
+    ``needs_live_teacher`` is True when a term needs the teacher to run on each batch (its
+    features or gradients); the Distiller then never serves the teacher from the logit cache.
+    The teacher model itself (``context.teacher``, e.g. for its weights) is there either way.
     Parameters a term owns (adapters, regressors) are trained with the student and counted
     apart from it; they are never part of the exported student.
     """

@@ -97,7 +97,8 @@ class WeightMatchingLoss(LossTerm):
     """
 
     name = "weights"
-    needs_live_teacher = True
+    # Reads the teacher's weights, not its outputs: cached teacher logits are fine.
+    needs_live_teacher = False
 
     def __init__(self, pairs: list[list[str]] | list[tuple[str, str]], weight: float = 1.0) -> None:
         super().__init__(weight)

@@ -77,8 +77,9 @@ def write_report(results: dict[str, Any], output_dir: str | Path) -> Path:
         f"# Hinton, Vinyals & Dean (2015) on MNIST — profile `{results['profile']}`",
         "",
         f"Command: `kdistill reproduce hinton-mnist --profile {results['profile']}`. "
-        f"Machine: {results['machine']['platform']}, {results['machine']['cpus']} threads, torch {results['machine']['torch']}. "
-        f"Total wall time {results['total_seconds'] / 60:.1f} min (cached stages count as 0).",
+        f"Machine: {results['machine']['platform']}, {results['machine']['cpus']} torch threads, torch {results['machine']['torch']}. "
+        f"Wall time of this invocation {results['total_seconds'] / 60:.1f} min; the stages' own times (table at the end, "
+        f"including stages reused from an earlier invocation) sum to {sum(s['seconds'] for s in results['stages'].values()) / 60:.1f} min.",
         "",
         f"Data: real MNIST ({results['data']['train']} training, {test_total} test images). "
         f"Figures are test errors out of {test_total}, **{results['rule']}**, seeds {settings['seeds']}. "
