@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdistill.errors import KDistillError
-from kdistill.losses.base import FeatureRequest, TermContext
+from kdistill.losses.base import FeatureRequest, LossTerm, TermContext
 
 FEATURE_SHAPES = "[batch, features], [batch, tokens, features] or [batch, channels, height, width]"
 
@@ -141,3 +141,49 @@ def check_same_layout(
             f"teacher feature {teacher_path!r} has {teacher.shape[1]}; pick layers with equal "
             "sequence lengths"
         )
+
+
+class AdaptedFeaturePair(LossTerm):
+    """Base of terms that compare one student layer with one teacher layer through a learned
+    linear adapter onto the teacher's width (FitNet's regressor, AB's connector).
+
+    The adapter (``nn.Linear`` for ``[B, D]`` / ``[B, N, D]``, a 1x1 ``nn.Conv2d`` for
+    ``[B, C, H, W]``) is built from the first batch's shapes, in :meth:`prepare` or on the first
+    forward pass, and belongs to the term: trained with the student, never exported. Its
+    output is resized bilinearly to the teacher's ``H x W`` when they differ.
+    """
+
+    needs_live_teacher = True
+
+    def __init__(self, student: str, teacher: str, weight: float = 1.0) -> None:
+        super().__init__(weight)
+        self.student_path = check_path(self.name, "student", student)
+        self.teacher_path = check_path(self.name, "teacher", teacher)
+        self.adapter: nn.Module | None = None
+
+    def reads(self) -> list[FeatureRequest]:
+        return [
+            FeatureRequest("student", self.student_path),
+            FeatureRequest("teacher", self.teacher_path),
+        ]
+
+    def _features(self, context: TermContext) -> tuple[torch.Tensor, torch.Tensor]:
+        student = captured_feature(context, self.name, "student", self.student_path)
+        teacher = captured_feature(context, self.name, "teacher", self.teacher_path)
+        check_feature_rank(self.name, "student", self.student_path, student)
+        check_feature_rank(self.name, "teacher", self.teacher_path, teacher)
+        check_same_layout(self.name, student, teacher, (self.student_path, self.teacher_path))
+        return student, teacher
+
+    def prepare(self, context: TermContext) -> None:
+        """Build the adapter from the first batch's feature shapes (no-op afterwards)."""
+        if self.adapter is None:
+            student, teacher = self._features(context)
+            self.adapter = build_channel_adapter(student, channel_count(teacher))
+
+    def adapted_features(self, context: TermContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(adapter(student) resized to the teacher's map, teacher)`` for this batch."""
+        self.prepare(context)
+        assert self.adapter is not None
+        student, teacher = self._features(context)
+        return resize_to(self.adapter(student), teacher), teacher

@@ -18,10 +18,8 @@ from torch import nn
 from kdistill.errors import KDistillError
 from kdistill.losses.base import FeatureRequest, LossTerm, TermContext
 from kdistill.losses.feature_ops import (
-    build_channel_adapter,
+    AdaptedFeaturePair,
     captured_feature,
-    channel_count,
-    check_feature_rank,
     check_path,
     check_same_layout,
     resize_to,
@@ -51,7 +49,7 @@ def hint_loss(
     return per_example.mean()
 
 
-class HintLoss(LossTerm):
+class HintLoss(AdaptedFeaturePair):
     """FitNet hint: a regressor maps the student's guided layer onto the teacher's hint layer.
 
     ``student`` and ``teacher`` are module paths; their outputs are ``[B, D]`` (the regressor
@@ -70,46 +68,24 @@ class HintLoss(LossTerm):
     """
 
     name = "fitnet"
-    needs_live_teacher = True
 
     def __init__(
         self, student: str, teacher: str, weight: float = 1.0, reduction: str = "sum"
     ) -> None:
-        super().__init__(weight)
-        self.student_path = check_path(self.name, "student", student)
-        self.teacher_path = check_path(self.name, "teacher", teacher)
+        super().__init__(student, teacher, weight)
         if reduction not in HINT_REDUCTIONS:
             raise KDistillError(
                 f"fitnet: reduction must be one of {', '.join(HINT_REDUCTIONS)}, got {reduction!r}"
             )
         self.reduction = reduction
-        self.regressor: nn.Module | None = None
 
-    def reads(self) -> list[FeatureRequest]:
-        return [
-            FeatureRequest("student", self.student_path),
-            FeatureRequest("teacher", self.teacher_path),
-        ]
-
-    def _features(self, context: TermContext) -> tuple[torch.Tensor, torch.Tensor]:
-        student = captured_feature(context, self.name, "student", self.student_path)
-        teacher = captured_feature(context, self.name, "teacher", self.teacher_path)
-        check_feature_rank(self.name, "student", self.student_path, student)
-        check_feature_rank(self.name, "teacher", self.teacher_path, teacher)
-        check_same_layout(self.name, student, teacher, (self.student_path, self.teacher_path))
-        return student, teacher
-
-    def prepare(self, context: TermContext) -> None:
-        """Build the regressor from the first batch's feature shapes (no-op afterwards)."""
-        if self.regressor is None:
-            student, teacher = self._features(context)
-            self.regressor = build_channel_adapter(student, channel_count(teacher))
+    @property
+    def regressor(self) -> nn.Module | None:
+        """The paper's name for the adapter."""
+        return self.adapter
 
     def forward(self, context: TermContext) -> torch.Tensor:
-        self.prepare(context)
-        assert self.regressor is not None
-        student, teacher = self._features(context)
-        regressed = resize_to(self.regressor(student), teacher)
+        regressed, teacher = self.adapted_features(context)
         return hint_loss(regressed, teacher, self.reduction)
 
 

@@ -19,15 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdistill.errors import KDistillError
-from kdistill.losses.base import FeatureRequest, LossTerm, TermContext
+from kdistill.losses.base import TermContext
 from kdistill.losses.feature_ops import (
-    build_channel_adapter,
-    captured_feature,
-    channel_count,
-    check_feature_rank,
-    check_path,
-    check_same_layout,
-    resize_to,
+    AdaptedFeaturePair,
 )
 
 
@@ -51,7 +45,7 @@ def activation_boundary_loss(
     return per_element.flatten(1).sum(dim=1).mean()
 
 
-class ActivationBoundaryLoss(LossTerm):
+class ActivationBoundaryLoss(AdaptedFeaturePair):
     """Activation boundaries (Heo et al., AAAI 2019) between two pre-activation layers.
 
     ``student`` and ``teacher`` are paths of the layers *before* the ReLU (a Linear or Conv,
@@ -64,42 +58,20 @@ class ActivationBoundaryLoss(LossTerm):
     """
 
     name = "ab"
-    needs_live_teacher = True
 
     def __init__(
         self, student: str, teacher: str, weight: float = 1.0, margin: float = 1.0
     ) -> None:
-        super().__init__(weight)
-        self.student_path = check_path(self.name, "student", student)
-        self.teacher_path = check_path(self.name, "teacher", teacher)
+        super().__init__(student, teacher, weight)
         if margin < 0:
             raise KDistillError(f"ab: margin must be >= 0, got {margin}")
         self.margin = float(margin)
-        self.connector: nn.Module | None = None
 
-    def reads(self) -> list[FeatureRequest]:
-        return [
-            FeatureRequest("student", self.student_path),
-            FeatureRequest("teacher", self.teacher_path),
-        ]
-
-    def _features(self, context: TermContext) -> tuple[torch.Tensor, torch.Tensor]:
-        student = captured_feature(context, self.name, "student", self.student_path)
-        teacher = captured_feature(context, self.name, "teacher", self.teacher_path)
-        check_feature_rank(self.name, "student", self.student_path, student)
-        check_feature_rank(self.name, "teacher", self.teacher_path, teacher)
-        check_same_layout(self.name, student, teacher, (self.student_path, self.teacher_path))
-        return student, teacher
-
-    def prepare(self, context: TermContext) -> None:
-        """Build the connector from the first batch's feature shapes (no-op afterwards)."""
-        if self.connector is None:
-            student, teacher = self._features(context)
-            self.connector = build_channel_adapter(student, channel_count(teacher))
+    @property
+    def connector(self) -> nn.Module | None:
+        """The paper's name for the adapter."""
+        return self.adapter
 
     def forward(self, context: TermContext) -> torch.Tensor:
-        self.prepare(context)
-        assert self.connector is not None
-        student, teacher = self._features(context)
-        connected = resize_to(self.connector(student), teacher)
+        connected, teacher = self.adapted_features(context)
         return activation_boundary_loss(connected, teacher, self.margin)
