@@ -23,7 +23,7 @@ from kdistill.data import (
     load_dataset,
     take_fraction,
 )
-from kdistill.engine import FitResult, SupervisedObjective, fit, resolve_device
+from kdistill.engine import FitResult, Objective, SupervisedObjective, fit, resolve_device
 from kdistill.engine.checkpoint import atomic_write_text
 from kdistill.errors import KDistillError
 from kdistill.losses.logits import HardTargetLoss, LogitMatchingLoss, SoftTargetLoss
@@ -68,6 +68,29 @@ def prepare_data(config: DataConfig, seed: int, dataset: DataSet | None = None) 
     return PreparedData(dataset, train, eval_splits)
 
 
+def fit_prepared(
+    objective: Objective,
+    data: PreparedData,
+    config: RunConfig,
+    run_dir: str | Path,
+    *,
+    seed: int | None = None,
+    **options: Any,
+) -> FitResult:
+    """:func:`kdistill.engine.fit` on prepared data with the config's training settings, seed
+    (unless ``seed`` is given) and jitter; ``options`` go to ``fit`` unchanged."""
+    return fit(
+        objective,
+        data.train,
+        data.eval_splits,
+        config.train,
+        run_dir,
+        seed=config.seed if seed is None else seed,
+        max_shift=config.data.max_shift,
+        **options,
+    )
+
+
 def _write_config(config: RunConfig) -> Path:
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -92,14 +115,11 @@ def train(config: RunConfig, *, resume: bool = False, dataset: DataSet | None = 
     check_num_classes(data.dataset, _model_outputs(model, data.train.images))
     run_dir = _write_config(config)
     recipe = config.model.model_dump()
-    return fit(
+    return fit_prepared(
         SupervisedObjective(model),
-        data.train,
-        data.eval_splits,
-        config.train,
+        data,
+        config,
         run_dir,
-        seed=config.seed,
-        max_shift=config.data.max_shift,
         resume=resume,
         recipes={"model": recipe},
         description=f"train {run_dir.name}",
@@ -182,14 +202,11 @@ def distill(
                 f"distill.hint_epochs={config.distill.hint_epochs} needs a fitnet term in "
                 "distill.terms: add {kind: fitnet, student: ..., teacher: ...} or set hint_epochs=0"
             )
-        fit(
+        fit_prepared(
             Distiller(student, teacher, hints),
-            data.train,
-            data.eval_splits,
-            config.train,
+            data,
+            config,
             run_dir / "hint-stage",
-            seed=config.seed,
-            max_shift=config.data.max_shift,
             resume=resume,
             recipes={"student": config.model.model_dump()},
             description=f"hints {run_dir.name}",
@@ -199,14 +216,11 @@ def distill(
     objective = Distiller(
         student, teacher, terms, cached_teacher_logits=cached, use_labels=config.distill.use_labels
     )
-    result = fit(
+    result = fit_prepared(
         objective,
-        data.train,
-        data.eval_splits,
-        config.train,
+        data,
+        config,
         run_dir,
-        seed=config.seed,
-        max_shift=config.data.max_shift,
         resume=resume,
         recipes={"student": config.model.model_dump()},
         description=f"distill {run_dir.name}",

@@ -44,15 +44,15 @@ def _config(tmp_path, epochs=1, **born_again_settings):
 
 
 def _spy_on_fit(monkeypatch):
-    """Record the folder of every fit call the born-again loop makes."""
+    """Record the folder of every engine call the born-again loop makes (through runs.fit_prepared)."""
     calls: list[tuple[str, bool]] = []
-    real = born_again.fit
+    real = runs.fit
 
     def spy(objective, train, evals, config, run_dir, **kwargs):
         calls.append((Path(run_dir).name, kwargs["resume"]))
         return real(objective, train, evals, config, run_dir, **kwargs)
 
-    monkeypatch.setattr(born_again, "fit", spy)
+    monkeypatch.setattr(runs, "fit", spy)
     return calls
 
 
@@ -118,7 +118,7 @@ def test_resume_after_a_lost_marker_does_not_retrain_earlier_generations(
 
 def test_a_run_killed_mid_generation_resumes_in_that_generation(tmp_path, small, monkeypatch):
     config = _config(tmp_path, epochs=2)
-    real = born_again.fit
+    real = runs.fit
 
     def killed_in_gen_2_epoch_2(objective, train, evals, train_config, run_dir, **kwargs):
         if Path(run_dir).name == "gen-2":
@@ -133,7 +133,7 @@ def test_a_run_killed_mid_generation_resumes_in_that_generation(tmp_path, small,
             objective.forward = dying_forward
         return real(objective, train, evals, train_config, run_dir, **kwargs)
 
-    monkeypatch.setattr(born_again, "fit", killed_in_gen_2_epoch_2)
+    monkeypatch.setattr(runs, "fit", killed_in_gen_2_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         run_born_again(config, generations=3, dataset=small)
     root = tmp_path / "ban"

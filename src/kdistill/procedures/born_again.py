@@ -41,7 +41,7 @@ from kdistill.data import DataSet, Split, check_num_classes
 from kdistill.engine.checkpoint import atomic_write_text, load_model, load_tensors
 from kdistill.engine.evaluate import evaluate, evaluate_logits, predict_logits
 from kdistill.engine.objective import Objective, SupervisedObjective
-from kdistill.engine.trainer import CHECKPOINT_NAME, fit, resolve_device
+from kdistill.engine.trainer import CHECKPOINT_NAME, resolve_device
 from kdistill.errors import KDistillError
 from kdistill.losses.logits import HardTargetLoss, SoftTargetLoss, teacher_log_probs
 from kdistill.models import create_model
@@ -338,14 +338,12 @@ def _train_generation(
     else:
         objective = _student_objective(model, teacher.model_path, settings, data, config)
     started = time.perf_counter()
-    result = fit(
+    result = runs.fit_prepared(
         objective,
-        data.train,
-        data.eval_splits,
-        config.train,
+        data,
+        config,
         run_dir,
         seed=seed,
-        max_shift=config.data.max_shift,
         resume=resume and resumable_checkpoint(run_dir, identity),
         recipes={"model": config.model.model_dump()},
         description=f"born-again gen {generation}",

@@ -46,7 +46,7 @@ from kdistill.config import ModelConfig, RunConfig, dump_config
 from kdistill.data import Batch, DataSet, check_num_classes
 from kdistill.engine.checkpoint import atomic_write_text
 from kdistill.engine.objective import Objective, ObjectiveOutput, SupervisedObjective
-from kdistill.engine.trainer import FitResult, fit, resolve_device
+from kdistill.engine.trainer import FitResult, resolve_device
 from kdistill.errors import KDistillError
 from kdistill.losses.logits import teacher_log_probs
 from kdistill.models import create_model
@@ -201,14 +201,11 @@ def _alone(
     # KL weight does not invalidate its baselines.
     solo = config.model_copy(update={"model": member, "mutual": None})
     identity = {"procedure": "alone", "member_index": index, "config_digest": config_digest(solo)}
-    return fit(
+    return runs.fit_prepared(
         SupervisedObjective(model),
-        data.train,
-        data.eval_splits,
-        config.train,
+        data,
+        config,
         run_dir,
-        seed=config.seed,
-        max_shift=config.data.max_shift,
         resume=resume and resumable_checkpoint(run_dir, identity),
         recipes={"model": member.model_dump()},
         description=f"alone member{index}",
@@ -298,14 +295,11 @@ def run_mutual(
     identity = {"procedure": "mutual", "config_digest": config_digest(config, drop=("model",))}
     cohort_dir = root / "cohort"
     started = time.perf_counter()
-    result = fit(
+    result = runs.fit_prepared(
         objective,
-        data.train,
-        data.eval_splits,
-        config.train,
+        data,
+        config,
         cohort_dir,
-        seed=config.seed,
-        max_shift=config.data.max_shift,
         resume=resume and resumable_checkpoint(cohort_dir, identity),
         recipes={
             f"member{index}": member.model_dump() for index, member in enumerate(settings.members)
