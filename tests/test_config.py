@@ -46,3 +46,13 @@ def test_bad_configs_name_the_key(tmp_path, text, overrides, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(KDistillError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_every_shipped_config_is_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    paths = [p for p in sorted(root.rglob("*.yaml")) if p.name != "profiles.yaml"]
+    assert len(paths) >= 20
+    for path in paths:
+        load_config(path)  # raises a one-line KDistillError naming the key if not

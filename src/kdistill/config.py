@@ -101,6 +101,8 @@ class DistillConfig(_Strict):
     terms: list[TermConfig] = Field(default_factory=list)
     hint_epochs: int = Field(0, ge=0)
     """FitNet's two-stage training: this many epochs with only the hint terms first."""
+    keep_hints: bool = False
+    """With ``hint_epochs``: keep the hint terms in stage 2 too (the paper's stage 2 drops them)."""
 
 
 class RunConfig(_Strict):

@@ -155,12 +155,12 @@ def distill(
 
     With ``distill.hint_epochs > 0`` this is FitNet's two-stage training (Romero et al. 2015):
     stage 1 trains for ``hint_epochs`` epochs on the ``fitnet`` terms alone, into
-    ``output_dir/hint-stage/``; stage 2 then trains the full term list for ``train.epochs``
-    epochs from the stage-1 student (and the stage-1 regressors). The paper's stage 1 trains
-    only the student's layers up to the guided layer: here the whole student runs forward, but
-    only those layers and the regressor get gradients, so only they change (BatchNorm running
-    statistics above the guided layer still update). The paper's stage 2 is KD alone; this one
-    keeps the hint terms (give them a small weight, or ``soft_target_weight=0`` for hints alone).
+    ``output_dir/hint-stage/``; stage 2 then trains for ``train.epochs`` epochs from the stage-1
+    student on every other term, as in the paper, or on the full list with
+    ``distill.keep_hints``. The paper's stage 1 trains only the student's layers up to the
+    guided layer: here the whole student runs forward, but only those layers and the regressor
+    get gradients, so only they change (BatchNorm running statistics above the guided layer
+    still update).
     """
     if config.distill is None:
         raise KDistillError(
@@ -213,6 +213,8 @@ def distill(
             epochs=config.distill.hint_epochs,
             extra_metadata={"stage": "hints"},
         )
+        if not config.distill.keep_hints:
+            terms = [term for term in terms if term.name != "fitnet"]
     objective = Distiller(
         student, teacher, terms, cached_teacher_logits=cached, use_labels=config.distill.use_labels
     )

@@ -183,8 +183,9 @@ def test_unknown_module_path_in_config_lists_the_paths(tmp_path, tiny, teacher_f
     assert "features.0, features.1" in message and "classifier.1" in message
 
 
-def test_fitnet_two_stage_runs_hints_then_the_full_list(
-    tmp_path, tiny, teacher_file, monkeypatch
+@pytest.mark.parametrize("keep_hints", [False, True])
+def test_fitnet_two_stage_runs_hints_then_kd(
+    tmp_path, tiny, teacher_file, monkeypatch, keep_hints
 ) -> None:
     calls: list[dict[str, Any]] = []
     real_fit = runs.fit
@@ -208,12 +209,14 @@ def test_fitnet_two_stage_runs_hints_then_the_full_list(
         tmp_path,
         teacher_file,
         hint_epochs=1,
+        keep_hints=keep_hints,
         terms=[{"kind": "fitnet", "weight": 1.0, **TERM_OPTIONS["fitnet"]}],
     )
     result = runs.distill(config, dataset=tiny)
     hint, full = calls
     assert hint["terms"] == ["fitnet"] and hint["epochs"] == 1
-    assert full["terms"] == ["soft_targets", "hard_targets", "fitnet"]
+    stage_two = ["soft_targets", "hard_targets"] + (["fitnet"] if keep_hints else [])
+    assert full["terms"] == stage_two
     # stage 1 trains the layers up to the guided one (features.5), nothing above it
     assert not hint["end"]["features.0.weight"].equal(hint["start"]["features.0.weight"])
     assert hint["end"]["classifier.1.weight"].equal(hint["start"]["classifier.1.weight"])
@@ -221,7 +224,7 @@ def test_fitnet_two_stage_runs_hints_then_the_full_list(
     for name, value in hint["end"].items():
         assert full["start"][name].equal(value), name
     assert (result.run_dir / "hint-stage" / "student.safetensors").exists()
-    assert set(result.history[0]["train"]["loss"]) == {"soft_targets", "hard_targets", "fitnet"}
+    assert set(result.history[0]["train"]["loss"]) == set(stage_two)
 
 
 def test_hint_epochs_without_a_fitnet_term_is_a_config_error(tmp_path, tiny, teacher_file):
