@@ -24,3 +24,15 @@ def test_ci_runs_the_readme_test_command_verbatim():
 def test_constraints_pin_cpu_torch_but_package_range_is_wide():
     assert "torch==2.13.0" in (ROOT / "constraints.txt").read_text()
     assert '"torch>=2.1"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_config_files_named_in_readme_and_help_exist():
+    import re
+
+    from kdistill.cli.main import EPILOG
+
+    text = (ROOT / "README.md").read_text() + EPILOG
+    named = set(re.findall(r"configs/[\w./-]+\.yaml", text))
+    assert named
+    missing = [path for path in named if not (ROOT / path).exists()]
+    assert not missing, missing

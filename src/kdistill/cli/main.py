@@ -14,12 +14,16 @@ from kdistill.errors import KDistillError
 
 EPILOG = """examples:
   kdistill reproduce hinton-mnist --profile quick
-  kdistill train configs/mnist/teacher-1200x2.yaml --set train.epochs=5
-  kdistill distill configs/mnist/student-800x2-distilled.yaml --set distill.temperature=8
-  kdistill evaluate runs/teacher/model.safetensors --data mnist
+  kdistill train configs/hinton-mnist/teacher.yaml --set train.epochs=5 --output-dir runs/teacher
+  kdistill distill configs/hinton-mnist/student-distilled.yaml \\
+      --set "distill.teachers=[{checkpoint: runs/teacher/model.safetensors}]" --set distill.temperature=8
+  kdistill evaluate runs/teacher/model.safetensors --data mnist --bias-shift 3=3.5
+  kdistill born-again configs/born-again/mnist-mlp.yaml --generations 3
+  kdistill mutual configs/mutual/mnist-mlp-pair.yaml
+  kdistill bench methods --datasets mnist --seeds 1 --epochs 1
 
 Every config key can be overridden with --set section.key=value (values are YAML).
-Errors print one line and exit with status 2."""
+Errors print one line and exit with status 2; --resume continues a killed run."""
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
