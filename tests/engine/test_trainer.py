@@ -133,3 +133,23 @@ def test_tensorboard_without_the_package_is_a_one_line_error(tmp_path, mnist):
             config,
             tmp_path,
         )
+
+
+def test_the_dry_run_before_training_leaves_batch_norm_statistics_alone(
+    tmp_path, mnist, monkeypatch
+):
+    from kdistill.engine import trainer
+
+    model = create_model("cnn", channels=[4])
+    seen = {}
+    real_build = trainer.build_optimizer
+
+    def snapshot_then_build(parameters, config):
+        seen["running_mean"] = model.features[1].running_mean.clone()
+        return real_build(parameters, config)
+
+    monkeypatch.setattr(trainer, "build_optimizer", snapshot_then_build)
+    config = TrainConfig(epochs=1, batch_size=100, progress=False)
+    fit(SupervisedObjective(model), mnist.train.subset(torch.arange(100)), {}, config, tmp_path)
+    torch.testing.assert_close(seen["running_mean"], torch.zeros(4))
+    assert not torch.equal(model.features[1].running_mean, torch.zeros(4))  # training did move them

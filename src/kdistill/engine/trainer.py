@@ -157,6 +157,8 @@ def fit(
         device=device,
     )
     loader.set_epoch(0)
+    # Eval mode: the dry run that builds lazy adapters must not move batch-norm statistics.
+    objective.eval()
     objective.prepare(next(iter(loader)))
     optimizer = build_optimizer(objective.trainable_parameters(), config.optimizer)
     # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
