@@ -150,6 +150,11 @@ def test_the_dry_run_before_training_leaves_batch_norm_statistics_alone(
 
     monkeypatch.setattr(trainer, "build_optimizer", snapshot_then_build)
     config = TrainConfig(epochs=1, batch_size=100, progress=False)
-    fit(SupervisedObjective(model), mnist.train.subset(torch.arange(100)), {}, config, tmp_path)
+    from kdistill.losses.logits import SoftTargetLoss
+    from kdistill.procedures.distill import Distiller
+    from kdistill.teachers import Teacher
+
+    distiller = Distiller(model, Teacher([create_model("cnn", channels=[4])]), [SoftTargetLoss()])
+    fit(distiller, mnist.train.subset(torch.arange(100)), {}, config, tmp_path)
     torch.testing.assert_close(seen["running_mean"], torch.zeros(4))
     assert not torch.equal(model.features[1].running_mean, torch.zeros(4))  # training did move them
