@@ -188,6 +188,8 @@ def fit(
             {k[len("objective.") :]: v for k, v in tensors.items() if k.startswith("objective.")}
         )
         optimizer_from_tensors(optimizer, tensors, saved["optimizer"])
+        if saved.get("grad_scaler"):
+            scaler.load_state_dict(saved["grad_scaler"])
         torch.set_rng_state(tensors["rng.torch"])
         start_epoch, step = saved["epoch"], saved["step"]
         result.history = saved.get("history", [])
@@ -274,6 +276,10 @@ def fit(
                 "steps_per_epoch": steps_per_epoch,
                 "seed": seed,
                 "optimizer": optimizer_saved,
+                # fp16 loss scale (empty unless fp16 on CUDA): part of a bit-exact resume.
+                "grad_scaler": {
+                    k: v for k, v in scaler.state_dict().items() if not isinstance(v, torch.Tensor)
+                },
                 "history": result.history,
                 **(extra_metadata or {}),
             },
