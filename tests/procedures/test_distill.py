@@ -16,8 +16,19 @@ def _small(mnist) -> DataSet:
 def test_distilled_student_makes_fewer_errors_than_hard_label_baseline(
     tmp_path, mnist, monkeypatch
 ):
+    """The teacher learns from 4,000 real digits; both students see only the first 1,000 of
+    them (the transfer set), where soft targets matter most (the paper's section 6). Measured
+    here for student seeds 1, 2, 3: hard labels 325 / 321 / 320, distilled 230 / 233 / 230
+    test errors of 2,000 (teacher 144); with all 4,000 images the gap was within seed noise."""
     monkeypatch.setenv("KDISTILL_CACHE", str(tmp_path / "cache"))
     dataset = _small(mnist)
+    transfer_set = DataSet(
+        name="mnist-transfer",
+        train=dataset.train.subset(torch.arange(1000)),
+        test=dataset.test,
+        num_classes=10,
+        fingerprint="mnist-transfer-1000",
+    )
     common = {
         "train": {"epochs": 6, "batch_size": 50, "progress": False, "optimizer": {"lr": 0.05}}
     }
@@ -42,11 +53,12 @@ def test_distilled_student_makes_fewer_errors_than_hard_label_baseline(
         dataset=dataset,
     )
     student = {"name": "mlp", "kwargs": {"hidden_sizes": [800, 800]}}
+    common["train"]["epochs"] = 15
     hard = runs.train(
         RunConfig.model_validate(
             {**common, "seed": 1, "output_dir": str(tmp_path / "hard"), "model": student}
         ),
-        dataset=dataset,
+        dataset=transfer_set,
     )
     distilled = runs.distill(
         RunConfig.model_validate(
@@ -61,7 +73,7 @@ def test_distilled_student_makes_fewer_errors_than_hard_label_baseline(
                 },
             }
         ),
-        dataset=dataset,
+        dataset=transfer_set,
     )
     teacher_errors, hard_errors, distilled_errors = (
         teacher.errors("model"),
@@ -69,7 +81,7 @@ def test_distilled_student_makes_fewer_errors_than_hard_label_baseline(
         distilled.errors("student"),
     )
     print("teacher, hard, distilled test errors:", teacher_errors, hard_errors, distilled_errors)
-    assert distilled_errors < hard_errors, (teacher_errors, hard_errors, distilled_errors)
+    assert distilled_errors < hard_errors - 40, (teacher_errors, hard_errors, distilled_errors)
     assert (
         len(list((tmp_path / "cache" / "teacher-logits").glob("*.safetensors"))) == 1
     )  # unjittered: cached
