@@ -17,9 +17,9 @@ def test_distilled_student_makes_fewer_errors_than_hard_label_baseline(
     tmp_path, mnist, monkeypatch
 ):
     """The teacher learns from 4,000 real digits; both students see only the first 1,000 of
-    them (the transfer set), where soft targets matter most (the paper's section 6). Measured
-    here for student seeds 1, 2, 3: hard labels 325 / 321 / 320, distilled 230 / 233 / 230
-    test errors of 2,000 (teacher 144); with all 4,000 images the gap was within seed noise."""
+    them (the transfer set), where soft targets matter most (the paper's section 6); three
+    student seeds, each must win by a clear margin. With all 4,000 images as the transfer set
+    the gap was within seed noise, so that setting would make a flaky test."""
     monkeypatch.setenv("KDISTILL_CACHE", str(tmp_path / "cache"))
     dataset = _small(mnist)
     transfer_set = DataSet(
@@ -54,34 +54,34 @@ def test_distilled_student_makes_fewer_errors_than_hard_label_baseline(
     )
     student = {"name": "mlp", "kwargs": {"hidden_sizes": [800, 800]}}
     common["train"]["epochs"] = 15
-    hard = runs.train(
-        RunConfig.model_validate(
-            {**common, "seed": 1, "output_dir": str(tmp_path / "hard"), "model": student}
-        ),
-        dataset=transfer_set,
-    )
-    distilled = runs.distill(
-        RunConfig.model_validate(
-            {
-                **common,
-                "seed": 1,
-                "output_dir": str(tmp_path / "distilled"),
-                "model": student,
-                "distill": {
-                    "teachers": [{"checkpoint": str(tmp_path / "teacher" / "model.safetensors")}],
-                    "temperature": 20,
-                },
-            }
-        ),
-        dataset=transfer_set,
-    )
-    teacher_errors, hard_errors, distilled_errors = (
-        teacher.errors("model"),
-        hard.errors("model"),
-        distilled.errors("student"),
-    )
-    print("teacher, hard, distilled test errors:", teacher_errors, hard_errors, distilled_errors)
-    assert distilled_errors < hard_errors - 40, (teacher_errors, hard_errors, distilled_errors)
+    teacher_file = str(tmp_path / "teacher" / "model.safetensors")
+    for seed in (1, 2, 3):
+        hard = runs.train(
+            RunConfig.model_validate(
+                {
+                    **common,
+                    "seed": seed,
+                    "output_dir": str(tmp_path / f"hard{seed}"),
+                    "model": student,
+                }
+            ),
+            dataset=transfer_set,
+        )
+        distilled = runs.distill(
+            RunConfig.model_validate(
+                {
+                    **common,
+                    "seed": seed,
+                    "output_dir": str(tmp_path / f"distilled{seed}"),
+                    "model": student,
+                    "distill": {"teachers": [{"checkpoint": teacher_file}], "temperature": 20},
+                }
+            ),
+            dataset=transfer_set,
+        )
+        errors = (teacher.errors("model"), hard.errors("model"), distilled.errors("student"))
+        print(f"seed {seed}: teacher, hard, distilled test errors of 2,000:", *errors)
+        assert errors[2] < errors[1] - 40, errors
     assert (
         len(list((tmp_path / "cache" / "teacher-logits").glob("*.safetensors"))) == 1
     )  # unjittered: cached
