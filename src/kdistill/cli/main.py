@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from kdistill import __version__
 from kdistill.cli.bench import add_bench_verb, run_bench
@@ -161,9 +162,19 @@ def _run(args: argparse.Namespace) -> int:
     if args.verb == "reproduce":
         from kdistill.experiments import run_reproduction
 
-        run_reproduction(
+        results = run_reproduction(
             args.name, profile=args.profile, output_dir=args.output_dir, work_dir=args.work_dir
         )
+        report = Path(results["report"])
+        lines = report.read_text().splitlines()
+        first = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
+        table = []
+        for line in lines[first:]:
+            if not line.startswith("|"):
+                break
+            table.append(line)
+        print("\n".join(table))
+        print(f"report: {report} (with results.json and the plots beside it)")
         return 0
     status = run_bench(args)
     if status is not None:

@@ -338,5 +338,6 @@ def run(
     }
     from kdistill.reports.hinton_mnist import write_report
 
-    write_report(results, output_dir)
+    report = write_report(results, output_dir)
+    results["report"] = str(report)
     return results
