@@ -77,3 +77,11 @@ def evaluate(
     model: nn.Module, split: Split, batch_size: int = 2000, device: str | torch.device = "cpu"
 ) -> Evaluation:
     return evaluate_logits(predict_logits(model, split.images, batch_size, device), split.labels)
+
+
+def without_confusion(metrics: dict[str, dict]) -> dict[str, dict]:
+    """Split name -> summary, minus the bulky confusion matrices (for compact JSON summaries)."""
+    return {
+        split: {key: value for key, value in values.items() if key != "confusion"}
+        for split, values in metrics.items()
+    }

@@ -39,7 +39,7 @@ from kdistill import runs
 from kdistill.config import BornAgainConfig, RunConfig, TeacherConfig, dump_config
 from kdistill.data import DataSet, Split, check_num_classes
 from kdistill.engine.checkpoint import atomic_write_text, load_model, load_tensors
-from kdistill.engine.evaluate import evaluate, evaluate_logits, predict_logits
+from kdistill.engine.evaluate import evaluate, evaluate_logits, predict_logits, without_confusion
 from kdistill.engine.objective import Objective, SupervisedObjective
 from kdistill.engine.trainer import CHECKPOINT_NAME, resolve_device
 from kdistill.errors import KDistillError
@@ -217,12 +217,6 @@ class BornAgainResult:
         return [int(ensemble["test"]["errors"]) for ensemble in self.ensembles]
 
     def summary(self) -> dict[str, Any]:
-        def strip(metrics: dict[str, Any]) -> dict[str, Any]:
-            return {
-                split: {key: value for key, value in values.items() if key != "confusion"}
-                for split, values in metrics.items()
-            }
-
         return {
             "output_dir": str(self.output_dir),
             "generations": [
@@ -231,12 +225,12 @@ class BornAgainResult:
                     "model": str(g.model_path),
                     "seconds": round(g.seconds, 2),
                     "reused": g.reused,
-                    "metrics": strip(g.final),
+                    "metrics": without_confusion(g.final),
                 }
                 for g in self.generations
             ],
             "ensembles": [
-                {"generations": list(range(1, k + 2)), "metrics": strip(ensemble)}
+                {"generations": list(range(1, k + 2)), "metrics": without_confusion(ensemble)}
                 for k, ensemble in enumerate(self.ensembles)
             ],
         }

@@ -45,6 +45,7 @@ from kdistill import runs
 from kdistill.config import ModelConfig, RunConfig, dump_config
 from kdistill.data import Batch, DataSet, check_num_classes
 from kdistill.engine.checkpoint import atomic_write_text
+from kdistill.engine.evaluate import without_confusion
 from kdistill.engine.objective import Objective, ObjectiveOutput, SupervisedObjective
 from kdistill.engine.trainer import FitResult, resolve_device
 from kdistill.errors import KDistillError
@@ -253,18 +254,14 @@ class MutualResult:
         return [int(baseline["test"]["errors"]) for baseline in self.baselines]
 
     def summary(self) -> dict[str, Any]:
-        def strip(metrics: dict[str, Any]) -> dict[str, Any]:
-            return {
-                split: {key: value for key, value in values.items() if key != "confusion"}
-                for split, values in metrics.items()
-            }
-
         return {
             "output_dir": str(self.output_dir),
             "seconds": round(self.seconds, 2),
-            "members": [strip(member) for member in self.members],
-            "cohort_ensemble": strip(self.cohort),
-            "alone": [strip(b) for b in self.baselines] if self.baselines is not None else None,
+            "members": [without_confusion(member) for member in self.members],
+            "cohort_ensemble": without_confusion(self.cohort),
+            "alone": [without_confusion(b) for b in self.baselines]
+            if self.baselines is not None
+            else None,
         }
 
 
