@@ -143,7 +143,32 @@ def check_same_layout(
         )
 
 
-class AdaptedFeaturePair(LossTerm):
+class FeaturePair(LossTerm):
+    """Base of terms that compare the output of one student module with one teacher module,
+    both given by module path (NST, SP, and through :class:`AdaptedFeaturePair` FitNet, AB)."""
+
+    needs_live_teacher = True
+
+    def __init__(self, student: str, teacher: str, weight: float = 1.0) -> None:
+        super().__init__(weight)
+        self.student_path = check_path(self.name, "student", student)
+        self.teacher_path = check_path(self.name, "teacher", teacher)
+
+    def reads(self) -> list[FeatureRequest]:
+        return [
+            FeatureRequest("student", self.student_path),
+            FeatureRequest("teacher", self.teacher_path),
+        ]
+
+    def captured_pair(self, context: TermContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """The captured ``(student, teacher)`` tensors of this batch (the teacher's detached)."""
+        return (
+            captured_feature(context, self.name, "student", self.student_path),
+            captured_feature(context, self.name, "teacher", self.teacher_path),
+        )
+
+
+class AdaptedFeaturePair(FeaturePair):
     """Base of terms that compare one student layer with one teacher layer through a learned
     linear adapter onto the teacher's width (FitNet's regressor, AB's connector).
 
@@ -153,23 +178,12 @@ class AdaptedFeaturePair(LossTerm):
     output is resized bilinearly to the teacher's ``H x W`` when they differ.
     """
 
-    needs_live_teacher = True
-
     def __init__(self, student: str, teacher: str, weight: float = 1.0) -> None:
-        super().__init__(weight)
-        self.student_path = check_path(self.name, "student", student)
-        self.teacher_path = check_path(self.name, "teacher", teacher)
+        super().__init__(student, teacher, weight)
         self.adapter: nn.Module | None = None
 
-    def reads(self) -> list[FeatureRequest]:
-        return [
-            FeatureRequest("student", self.student_path),
-            FeatureRequest("teacher", self.teacher_path),
-        ]
-
     def _features(self, context: TermContext) -> tuple[torch.Tensor, torch.Tensor]:
-        student = captured_feature(context, self.name, "student", self.student_path)
-        teacher = captured_feature(context, self.name, "teacher", self.teacher_path)
+        student, teacher = self.captured_pair(context)
         check_feature_rank(self.name, "student", self.student_path, student)
         check_feature_rank(self.name, "teacher", self.teacher_path, teacher)
         check_same_layout(self.name, student, teacher, (self.student_path, self.teacher_path))

@@ -16,11 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdistill.errors import KDistillError
-from kdistill.losses.base import FeatureRequest, LossTerm, TermContext
+from kdistill.losses.base import TermContext
 from kdistill.losses.feature_ops import (
     AdaptedFeaturePair,
-    captured_feature,
-    check_path,
+    FeaturePair,
     check_same_layout,
     resize_to,
 )
@@ -184,7 +183,7 @@ def neuron_selectivity_mmd(
     return (teacher_term + student_term - 2 * cross_term).mean()
 
 
-class NeuronSelectivityLoss(LossTerm):
+class NeuronSelectivityLoss(FeaturePair):
     """NST: squared MMD between the student's and teacher's distributions of channel maps.
 
     ``student`` and ``teacher`` are paths of modules with ``[B, C, H, W]`` outputs. Channel
@@ -197,7 +196,6 @@ class NeuronSelectivityLoss(LossTerm):
     """
 
     name = "nst"
-    needs_live_teacher = True
 
     def __init__(
         self,
@@ -207,9 +205,7 @@ class NeuronSelectivityLoss(LossTerm):
         kernel: str = "polynomial",
         sigma_squared: float | None = None,
     ) -> None:
-        super().__init__(weight)
-        self.student_path = check_path(self.name, "student", student)
-        self.teacher_path = check_path(self.name, "teacher", teacher)
+        super().__init__(student, teacher, weight)
         if kernel not in NST_KERNELS:
             raise KDistillError(
                 f"nst: kernel must be one of {', '.join(NST_KERNELS)}, got {kernel!r}"
@@ -219,15 +215,8 @@ class NeuronSelectivityLoss(LossTerm):
         self.kernel = kernel
         self.sigma_squared = sigma_squared
 
-    def reads(self) -> list[FeatureRequest]:
-        return [
-            FeatureRequest("student", self.student_path),
-            FeatureRequest("teacher", self.teacher_path),
-        ]
-
     def forward(self, context: TermContext) -> torch.Tensor:
-        student = captured_feature(context, self.name, "student", self.student_path)
-        teacher = captured_feature(context, self.name, "teacher", self.teacher_path)
+        student, teacher = self.captured_pair(context)
         for side, path, feature in (
             ("student", self.student_path, student),
             ("teacher", self.teacher_path, teacher),

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from kdistill.errors import KDistillError
 from kdistill.losses.base import FeatureRequest, LossTerm, TermContext
-from kdistill.losses.feature_ops import captured_feature, check_path
+from kdistill.losses.feature_ops import FeaturePair, captured_feature, check_path
 
 _TINY = 1e-12
 
@@ -167,7 +167,7 @@ class RelationalAngleLoss(_RelationalTerm):
         return rkd_angle_loss(*self._embeddings(context))
 
 
-class SimilarityPreservingLoss(LossTerm):
+class SimilarityPreservingLoss(FeaturePair):
     """Similarity-preserving KD (Tung & Mori, ICCV 2019, eqs. 2-4) for one pair of layers.
 
     ``student`` and ``teacher`` are module paths; their outputs are flattened per example
@@ -176,22 +176,9 @@ class SimilarityPreservingLoss(LossTerm):
     """
 
     name = "sp"
-    needs_live_teacher = True
-
-    def __init__(self, student: str, teacher: str, weight: float = 1.0) -> None:
-        super().__init__(weight)
-        self.student_path = check_path(self.name, "student", student)
-        self.teacher_path = check_path(self.name, "teacher", teacher)
-
-    def reads(self) -> list[FeatureRequest]:
-        return [
-            FeatureRequest("student", self.student_path),
-            FeatureRequest("teacher", self.teacher_path),
-        ]
 
     def forward(self, context: TermContext) -> torch.Tensor:
-        student = captured_feature(context, self.name, "student", self.student_path)
-        teacher = captured_feature(context, self.name, "teacher", self.teacher_path)
+        student, teacher = self.captured_pair(context)
         if student.shape[0] != teacher.shape[0]:
             raise KDistillError(
                 f"sp: student {self.student_path!r} and teacher {self.teacher_path!r} features "
