@@ -69,3 +69,17 @@ def test_module_entry_point():
         [sys.executable, "-m", "kdistill", "--version"], capture_output=True, text=True
     )
     assert result.returncode == 0 and result.stdout.startswith("kdistill ")
+
+
+def test_evaluate_several_files_as_an_ensemble(tmp_path, mnist, capsys):
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        save_model(
+            tmp_path / f"m{seed}.safetensors",
+            create_model("mlp", hidden_sizes=[8]),
+            {"name": "mlp", "kwargs": {"hidden_sizes": [8]}},
+        )
+    files = [str(tmp_path / "m0.safetensors"), str(tmp_path / "m1.safetensors")]
+    assert main(["evaluate", *files, "--ensemble-rule", "geometric"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("errors / 10000") == 3 and "geometric ensemble of 2 on mnist test" in out

@@ -69,3 +69,24 @@ def test_after_step_constrains_the_student_but_never_the_frozen_teacher():
     distiller.after_step()
     torch.testing.assert_close(teacher_model.layers[1].weight, before)
     assert student.layers[1].weight.norm(dim=1).max().item() <= 0.1 + 1e-6
+
+
+def test_evaluate_ensemble_matches_a_hand_average(mnist):
+    from kdistill.engine.evaluate import predict_logits
+    from kdistill.teachers import evaluate_ensemble
+
+    split = mnist.test.subset(torch.arange(300))
+    teacher = Teacher([create_model("mlp", hidden_sizes=[16]) for _ in range(2)])
+    for rule, combine in (
+        ("arithmetic", lambda p: p.mean(0)),
+        ("geometric", lambda p: p.log().mean(0).exp()),
+    ):
+        result, members = evaluate_ensemble(teacher, split, rule)
+        probabilities = torch.stack(
+            [predict_logits(m, split.images).softmax(-1) for m in teacher.members]
+        )
+        expected = int((combine(probabilities).argmax(-1) != split.labels).sum())
+        assert result.errors == expected
+        assert [m.errors for m in members] == [
+            int((p.argmax(-1) != split.labels).sum()) for p in probabilities
+        ]

@@ -82,7 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="test a saved model: errors, per-class errors, confusion matrix",
         description="Evaluate a model file written by kdistill (its sidecar says how to build it).",
     )
-    evaluate.add_argument("model", help="model.safetensors / student.safetensors from a run")
+    evaluate.add_argument(
+        "model",
+        nargs="+",
+        help="model.safetensors / student.safetensors from a run; several files are tested "
+        "as an ensemble (and one by one)",
+    )
+    evaluate.add_argument(
+        "--ensemble-rule",
+        choices=["arithmetic", "geometric"],
+        default="arithmetic",
+        help="how several models' distributions are averaged (default arithmetic)",
+    )
     evaluate.add_argument(
         "--data", default="mnist", help="mnist, fashion-mnist, idx:DIR or npz:FILE (default mnist)"
     )
@@ -130,34 +141,44 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.verb == "evaluate":
         from kdistill.data import load_dataset
-        from kdistill.engine import evaluate, load_model
+        from kdistill.engine import load_model
         from kdistill.runs import apply_class_bias_shift, cache_dir
+        from kdistill.teachers import Teacher, evaluate_ensemble
 
-        model, _ = load_model(args.model)
         shifts = {}
         for item in args.bias_shift:
-            label, sep, value = item.partition("=")
+            label, _, value = item.partition("=")
             try:
                 shifts[int(label)] = float(value)
             except ValueError:
                 raise KDistillError(
                     f"--bias-shift {item!r} must look like CLASS=SHIFT, e.g. 3=3.5"
                 ) from None
-        if shifts:
-            apply_class_bias_shift(model, shifts)
+        models = [load_model(path)[0] for path in args.model]
+        for model in models:
+            if shifts:
+                apply_class_bias_shift(model, shifts)
         dataset = load_dataset(args.data, cache_dir=cache_dir())
-        result = evaluate(model, dataset.test)
-        summary = result.summary(with_confusion=args.json)
+        result, members = evaluate_ensemble(Teacher(models), dataset.test, args.ensemble_rule)
         if args.json:
+            summary = result.summary(with_confusion=True)
+            if len(models) > 1:
+                summary["members"] = [member.summary() for member in members]
             print(json.dumps(summary))
-        else:
-            print(
-                f"{args.model} on {dataset.name} test: {result.errors} errors / {result.total} ({100 * result.accuracy:.2f}% accuracy)"
-            )
-            print(
-                "per-class errors:",
-                " ".join(f"{c}:{n}" for c, n in enumerate(result.per_class_errors)),
-            )
+            return 0
+        if len(models) > 1:
+            for path, member in zip(args.model, members, strict=True):
+                print(f"{path}: {member.errors} errors / {member.total}")
+        name = (
+            args.model[0] if len(models) == 1 else f"{args.ensemble_rule} ensemble of {len(models)}"
+        )
+        print(
+            f"{name} on {dataset.name} test: {result.errors} errors / {result.total} "
+            f"({100 * result.accuracy:.2f}% accuracy)"
+        )
+        print(
+            "per-class errors:", " ".join(f"{c}:{n}" for c, n in enumerate(result.per_class_errors))
+        )
         return 0
     if args.verb == "reproduce":
         from kdistill.experiments import run_reproduction

@@ -15,7 +15,10 @@ import torch
 from torch import nn
 
 from kdistill.config import TeacherConfig
+from kdistill.data import Split
 from kdistill.engine.checkpoint import load_model
+from kdistill.engine.evaluate import Evaluation, evaluate_logits, predict_logits
+from kdistill.losses.logits import teacher_log_probs
 
 
 class Teacher(nn.Module):
@@ -53,3 +56,16 @@ def load_teacher(configs: Sequence[TeacherConfig]) -> Teacher:
         model, _ = load_model(config.checkpoint, recipe)
         members.append(model)
     return Teacher(members)
+
+
+def evaluate_ensemble(
+    teacher: Teacher, split: Split, rule: str = "arithmetic", batch_size: int = 2000
+) -> tuple[Evaluation, list[Evaluation]]:
+    """Test an ensemble as its soft targets would be formed at T = 1 (arithmetic or geometric
+    mean of the members' distributions, Hinton et al. 2015, section 2); also each member."""
+    member_logits = torch.stack(
+        [predict_logits(member, split.images, batch_size) for member in teacher.members]
+    )
+    combined = teacher_log_probs(member_logits, 1.0, rule)
+    members = [evaluate_logits(logits, split.labels) for logits in member_logits]
+    return evaluate_logits(combined, split.labels), members
