@@ -56,3 +56,21 @@ def test_every_shipped_config_is_valid():
     assert len(paths) >= 20
     for path in paths:
         load_config(path)  # raises a one-line KDistillError naming the key if not
+
+
+def test_config_digest_follows_what_is_trained_only():
+    from kdistill.config import RunConfig, config_digest
+
+    base = RunConfig.model_validate({"train": {"epochs": 3}})
+    same = RunConfig.model_validate(
+        {"output_dir": "elsewhere", "train": {"epochs": 3, "threads": 1, "progress": False}}
+    )
+    explicit_default = RunConfig.model_validate({"train": {"epochs": 3, "batch_size": 100}})
+    assert config_digest(base) == config_digest(same) == config_digest(explicit_default)
+    assert config_digest(base) != config_digest(RunConfig.model_validate({"train": {"epochs": 4}}))
+    assert config_digest(base) != config_digest(
+        RunConfig.model_validate({"train": {"epochs": 3}, "seed": 1})
+    )
+    assert config_digest(base, drop=("train.epochs",)) == config_digest(
+        RunConfig.model_validate({"train": {"epochs": 4}}), drop=("train.epochs",)
+    )

@@ -6,6 +6,9 @@ and every default reproduces Hinton et al.'s MNIST set-up where one exists.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -192,6 +195,32 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         raw = loaded
     raw = apply_overrides(raw, overrides or [])
     return parse_config(raw, source)
+
+
+# Settings that change how a run is displayed or how fast it goes, never what it learns: a
+# resumed run may change them freely.
+COSMETIC_TRAIN_KEYS = ("progress", "threads", "tensorboard", "eval_batch_size")
+
+
+def config_digest(config: RunConfig, drop: Sequence[str] = ()) -> str:
+    """A digest of everything in ``config`` that changes what is trained, to key cached runs.
+
+    Keys left at their defaults are left out, so adding a new optional setting to the schema
+    does not invalidate every cached run; so are ``output_dir``, the cosmetic train options and
+    every dotted key in ``drop`` (e.g. ``born_again.generations``, which a resumed run may raise).
+    """
+    content = config.model_dump(mode="json", exclude_defaults=True)
+    content.pop("output_dir", None)
+    for key in COSMETIC_TRAIN_KEYS:
+        content.get("train", {}).pop(key, None)
+    for dotted in drop:
+        node: Any = content
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def dump_config(config: RunConfig) -> str:

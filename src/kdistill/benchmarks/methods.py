@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from kdistill import runs
-from kdistill.config import RunConfig
+from kdistill.config import RunConfig, config_digest
 from kdistill.data import DataSet, load_dataset
 from kdistill.data.subsets import stratified_indices
 from kdistill.engine.checkpoint import atomic_write_text
@@ -351,14 +351,11 @@ def variant_config(
     return RunConfig.model_validate(raw)
 
 
-def config_digest(config: RunConfig, dataset: DataSet) -> str:
-    """A digest of everything that changes a run's numbers (not its folder, threads or logging)."""
-    content = config.model_dump(mode="json")
-    content.pop("output_dir", None)
-    content["train"].pop("threads", None)
-    content["train"].pop("progress", None)
-    content["data_fingerprint"] = dataset.fingerprint
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]
+def run_digest(config: RunConfig, dataset: DataSet) -> str:
+    """A digest of everything that changes a run's numbers: the config (see
+    :func:`kdistill.config.config_digest`) and the exact data."""
+    content = f"{config_digest(config)}|{dataset.fingerprint}"
+    return hashlib.sha256(content.encode()).hexdigest()[:10]
 
 
 def _epoch_seconds(run_dir: Path, history: list[dict[str, Any]]) -> list[float]:
@@ -404,7 +401,7 @@ def run_cell(
     else:
         assert teacher is not None
         config = variant_config(settings, dataset.name, variant, seed, teacher, Path("."))
-    digest = config_digest(config, dataset)
+    digest = run_digest(config, dataset)
     record_path = base / "results" / variant / f"seed-{seed}.json"
     if record_path.exists():
         record = json.loads(record_path.read_text())

@@ -44,7 +44,8 @@ class StageResult:
 
 def config_digest(config: RunConfig) -> str:
     # Unset optional sections are left out, so adding a new optional section to RunConfig
-    # does not invalidate every finished stage.
+    # does not invalidate every finished stage. Not kdistill.config.config_digest (which also
+    # leaves out defaults): stage folders of runs in progress are named by this digest.
     content = config.model_dump(mode="json", exclude_none=True)
     content.pop("output_dir", None)
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]

@@ -36,7 +36,7 @@ from torch import nn
 # ``kdistill.runs`` imports this package (for the Distiller); a module import, used only at
 # call time, keeps that cycle harmless whichever side is imported first.
 from kdistill import runs
-from kdistill.config import BornAgainConfig, RunConfig, TeacherConfig, dump_config
+from kdistill.config import BornAgainConfig, RunConfig, TeacherConfig, config_digest, dump_config
 from kdistill.data import DataSet, Split, check_num_classes
 from kdistill.engine.checkpoint import atomic_write_text, load_model, load_tensors
 from kdistill.engine.evaluate import evaluate, evaluate_logits, predict_logits, without_confusion
@@ -52,11 +52,6 @@ DONE_NAME = "done.json"
 MODEL_NAME = "model.safetensors"
 SUMMARY_NAME = "born_again.json"
 
-# Settings that change how a run is displayed or how fast it goes, never what it learns: a
-# resumed run may change them freely.
-_COSMETIC_TRAIN_KEYS = ("progress", "threads", "tensorboard", "eval_batch_size")
-
-
 # --- Helpers shared by the self/online procedures (born-again and mutual learning) ------------
 
 
@@ -69,26 +64,6 @@ def derived_seed(seed: int, tag: str) -> int:
     """
     digest = hashlib.sha256(f"kdistill:{tag}:{seed}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
-
-
-def config_digest(config: RunConfig, drop: Sequence[str] = ()) -> str:
-    """A digest of everything in ``config`` that changes what is trained.
-
-    ``output_dir`` and the cosmetic train options are left out, and so is every dotted key
-    in ``drop`` (e.g. ``born_again.generations``, which a resumed run may raise).
-    """
-    content = config.model_dump(mode="json")
-    content.pop("output_dir", None)
-    for key in _COSMETIC_TRAIN_KEYS:
-        content["train"].pop(key, None)
-    for dotted in drop:
-        node: Any = content
-        *parents, last = dotted.split(".")
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(last, None)
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def file_sha256(path: str | Path) -> str:

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdistill import runs
-from kdistill.config import ModelConfig, RunConfig, dump_config
+from kdistill.config import ModelConfig, RunConfig, config_digest, dump_config
 from kdistill.data import Batch, DataSet, check_num_classes
 from kdistill.engine.checkpoint import atomic_write_text
 from kdistill.engine.evaluate import without_confusion
@@ -52,7 +52,6 @@ from kdistill.errors import KDistillError
 from kdistill.losses.logits import teacher_log_probs
 from kdistill.models import create_model
 from kdistill.procedures.born_again import (
-    config_digest,
     derived_seed,
     ensemble_log_probs,
     evaluate_ensembles,
