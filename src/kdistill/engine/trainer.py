@@ -194,7 +194,7 @@ def fit(
         start_epoch, step = saved["epoch"], saved["step"]
         result.history = saved.get("history", [])
         log.truncate_after(saved["epoch"])
-    elif not resume:
+    else:  # a fresh start, also when --resume finds no checkpoint: no stale records
         log.path.unlink(missing_ok=True)
 
     started = time.perf_counter()
