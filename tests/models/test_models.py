@@ -30,6 +30,13 @@ def test_cnn_forward_shape():
     assert create_model("cnn", channels=[8, 16])(torch.rand(3, 1, 28, 28)).shape == (3, 10)
 
 
+def test_cnn_without_global_pool_flattens_the_feature_map():
+    model = create_model("cnn", channels=[8, 16], global_pool=False, hidden_size=32)
+    assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    # The head reads the whole 16 x 7 x 7 map, not 16 averaged channels.
+    assert model.classifier[1].in_features == 16 * 7 * 7
+
+
 def test_user_factory_by_import_path():
     model = create_model("torch.nn:Linear", in_features=4, out_features=2)
     assert isinstance(model, torch.nn.Linear)

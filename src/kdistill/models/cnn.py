@@ -12,7 +12,10 @@ class SmallCNN(nn.Module):
     """Two or more conv blocks (conv3x3 -> BN -> ReLU -> maxpool) then a linear classifier.
 
     Module paths: ``features.<i>`` for the blocks' layers, ``classifier`` for the head;
-    ``features`` ends in a ``[B, C, 7, 7]`` map for two blocks on 28x28 inputs.
+    ``features`` ends in a ``[B, C, 7, 7]`` map for two blocks on 28x28 inputs. The head
+    reads that map averaged over positions (``global_pool=True``, few parameters) or
+    flattened (``global_pool=False``: it keeps where each feature is, which a two-block net
+    with small receptive fields needs to be a strong MNIST teacher).
     """
 
     def __init__(
@@ -22,6 +25,8 @@ class SmallCNN(nn.Module):
         in_channels: int = 1,
         hidden_size: int = 0,
         dropout: float = 0.0,
+        global_pool: bool = True,
+        image_size: int = 28,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -35,8 +40,11 @@ class SmallCNN(nn.Module):
             ]
             previous = width
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = nn.AdaptiveAvgPool2d(1) if global_pool else nn.Identity()
         head: list[nn.Module] = [nn.Flatten()]
+        if not global_pool:
+            map_size = image_size // 2 ** len(channels)
+            previous = previous * map_size * map_size
         if dropout > 0:
             head.append(nn.Dropout(dropout))
         if hidden_size > 0:
