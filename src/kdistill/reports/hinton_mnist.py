@@ -20,6 +20,33 @@ PAPER = {
 }
 
 
+STAGE_GROUPS = (
+    ("teacher-", "1200-1200 teachers"),
+    ("student-", "2x800 students, hard and distilled"),
+    ("sweep-", "temperature sweep"),
+    ("missing-3", "missing classes"),
+    ("only-7-8", "missing classes"),
+    ("regularizer-", "soft targets as a regulariser"),
+    ("ensemble-", "ensemble-teacher students"),
+    ("cnn-teacher", "beyond: CNN teacher and its student"),
+    ("beyond-", "beyond: CNN teacher and its student"),
+)
+
+
+def time_by_group(stages: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Training seconds per group of stages, in the order the groups first appear.
+
+    A stage's time is the sum of its epoch records (``train_seconds``) when known, so a stage
+    resumed across invocations counts every epoch; evaluation between stages is not included.
+    """
+    totals: dict[str, float] = {}
+    for name, stage in stages.items():
+        group = next((label for prefix, label in STAGE_GROUPS if name.startswith(prefix)), "other")
+        seconds = stage.get("train_seconds", stage["seconds"])
+        totals[group] = totals.get(group, 0.0) + seconds
+    return totals
+
+
 def _stat(entry: dict[str, Any]) -> str:
     if entry["runs"] == 1:
         return f"{entry['mean']:.0f}"
@@ -158,14 +185,30 @@ def write_report(results: dict[str, Any], output_dir: str | Path) -> Path:
         )
     lines += [
         "",
+        "## Where the time went",
+        "",
+        "Training time summed over each stage's epoch records (every invocation of a resumed stage "
+        "counts; on a shared machine these include time lost to other jobs).",
+        "",
+        "| stages | minutes | share |",
+        "|---|---|---|",
+    ]
+    groups = time_by_group(results["stages"])
+    total = sum(groups.values()) or 1.0
+    for group, seconds in groups.items():
+        lines.append(f"| {group} | {seconds / 60:.1f} | {100 * seconds / total:.0f}% |")
+    lines += [
+        f"| all | {total / 60:.1f} | 100% |",
+        "",
         "## Wall time per stage",
         "",
-        "| stage | seconds | cached | test errors |",
-        "|---|---|---|---|",
+        "| stage | epochs | training seconds (all invocations) | seconds in the last invocation | cached | test errors |",
+        "|---|---|---|---|---|---|",
     ]
     for name, stage in results["stages"].items():
         lines.append(
-            f"| {name} | {stage['seconds']} | {'yes' if stage['cached'] else 'no'} | {stage['test_errors']} |"
+            f"| {name} | {stage.get('epochs', '')} | {stage.get('train_seconds', '')} | {stage['seconds']} | "
+            f"{'yes' if stage['cached'] else 'no'} | {stage['test_errors']} |"
         )
     atomic_write_text(output_dir / "README.md", "\n".join(lines) + "\n")
 
