@@ -37,8 +37,8 @@ from kdistill.data import DataSet, load_dataset
 from kdistill.data.subsets import stratified_indices
 from kdistill.engine.checkpoint import atomic_write_text, load_model
 from kdistill.procedures import run_born_again, run_mutual, train_alone
-from kdistill.procedures.born_again import evaluate_ensembles
 from kdistill.runs import cache_dir
+from kdistill.teachers import evaluate_ensembles
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSET_SEED = 1234
@@ -160,7 +160,7 @@ def run_suite(
     def independent_ensemble() -> dict[str, Any]:
         models = [load_model(folder / n / "model.safetensors")[0] for n in ("alone-A0", "alone-A1")]
         ensembles = evaluate_ensembles(models, {"test": dataset.test}, batch_size=200)
-        return {"errors": ensembles[-1]["test"]["errors"]}
+        return {"errors": ensembles[-1]["test"].errors}
 
     results["ensemble-A0-A1"] = stage(
         folder / "ensemble-A0-A1", f"{tag} ensemble A0+A1", independent_ensemble

@@ -2,7 +2,6 @@
 after a kill, the BAN ensemble of section 3.1, and distilling the generations back into one."""
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -12,12 +11,12 @@ import torch.nn.functional as F
 from kdistill import runs
 from kdistill.cli.main import main
 from kdistill.config import load_config, parse_config
-from kdistill.data import DataSet, Split
+from kdistill.data import DataSet
 from kdistill.engine import predict_logits
 from kdistill.engine.checkpoint import load_model, save_model
 from kdistill.errors import KDistillError
 from kdistill.procedures import born_again, run_born_again
-from kdistill.procedures.born_again import DONE_NAME, evaluate_ensembles
+from kdistill.procedures.born_again import DONE_NAME
 from tests.conftest import mnist_subset, write_mnist_npz
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -178,25 +177,6 @@ def test_resume_with_a_different_config_is_refused(tmp_path, small):
     changed = _config(tmp_path, temperature=3.0)
     with pytest.raises(KDistillError, match="different config"):
         run_born_again(changed, generations=1, resume=True, dataset=small)
-
-
-def test_ensemble_of_generations_equals_a_hand_average():
-    torch.manual_seed(0)
-    models = [torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3)) for _ in range(3)]
-    images = torch.randint(0, 256, (7, 1, 2, 2), dtype=torch.uint8)
-    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0])
-    split = Split(images, labels)
-    ensembles = evaluate_ensembles(models, {"test": split}, batch_size=3)
-    with torch.no_grad():
-        probs = [F.softmax(m(images.float() / 255.0), dim=1).tolist() for m in models]
-    for size in (1, 2, 3):
-        errors, nll = 0, 0.0
-        for i, label in enumerate(labels.tolist()):
-            mean = [sum(probs[m][i][c] for m in range(size)) / size for c in range(3)]
-            errors += max(range(3), key=mean.__getitem__) != label
-            nll -= math.log(mean[label]) / len(labels)
-        assert ensembles[size - 1]["test"]["errors"] == errors
-        assert ensembles[size - 1]["test"]["loss"] == pytest.approx(nll, abs=1e-5)
 
 
 def test_reported_ban_ensembles_match_the_saved_generations(tmp_path, small):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,14 +39,14 @@ from kdistill import runs
 from kdistill.config import BornAgainConfig, RunConfig, TeacherConfig, config_digest, dump_config
 from kdistill.data import DataSet, Split, check_num_classes
 from kdistill.engine.checkpoint import atomic_write_text, load_model, load_tensors
-from kdistill.engine.evaluate import evaluate, evaluate_logits, predict_logits, without_confusion
+from kdistill.engine.evaluate import evaluate, predict_logits, without_confusion
 from kdistill.engine.objective import Objective, SupervisedObjective
 from kdistill.engine.trainer import CHECKPOINT_NAME, resolve_device
 from kdistill.errors import KDistillError
 from kdistill.losses.logits import HardTargetLoss, SoftTargetLoss, teacher_log_probs
 from kdistill.models import create_model
 from kdistill.procedures.distill import Distiller
-from kdistill.teachers import load_teacher
+from kdistill.teachers import evaluate_ensembles, load_teacher
 
 DONE_NAME = "done.json"
 MODEL_NAME = "model.safetensors"
@@ -106,34 +106,6 @@ def ensemble_log_probs(member_logits: torch.Tensor) -> torch.Tensor:
     that average is computed with a log-sum-exp so no probability underflows.
     """
     return teacher_log_probs(member_logits, 1.0, "arithmetic")
-
-
-def evaluate_ensembles(
-    models: Sequence[nn.Module],
-    splits: Mapping[str, Split],
-    batch_size: int = 2000,
-    device: str | torch.device = "cpu",
-) -> list[dict[str, dict[str, Any]]]:
-    """Entry ``i``: the ensemble of ``models[: i + 1]`` (average of softmax) on every split.
-
-    Each model predicts each split once; every prefix ensemble reuses those logits. The loss
-    reported is the ensemble's negative log-likelihood.
-    """
-    logits = {
-        name: torch.stack(
-            [predict_logits(model, split.images, batch_size, device) for model in models]
-        )
-        for name, split in splits.items()
-    }
-    return [
-        {
-            name: evaluate_logits(
-                ensemble_log_probs(stacked[: size + 1]), splits[name].labels
-            ).summary()
-            for name, stacked in logits.items()
-        }
-        for size in range(len(models))
-    ]
 
 
 # --- Born-again generations -------------------------------------------------------------------
@@ -408,7 +380,12 @@ def run_born_again(
 
     device = resolve_device(config.train.device)
     students = [load_model(result.model_path)[0] for result in chain[1:]]
-    ensembles = evaluate_ensembles(students, data.eval_splits, config.train.eval_batch_size, device)
+    ensembles = [
+        {name: evaluation.summary() for name, evaluation in entry.items()}
+        for entry in evaluate_ensembles(
+            students, data.eval_splits, batch_size=config.train.eval_batch_size, device=device
+        )
+    ]
     result = BornAgainResult(root, chain, ensembles)
     atomic_write_text(root / SUMMARY_NAME, json.dumps(result.summary(), indent=2) + "\n")
     return result
@@ -420,7 +397,6 @@ __all__ = [
     "config_digest",
     "derived_seed",
     "ensemble_log_probs",
-    "evaluate_ensembles",
     "generation_seed",
     "run_born_again",
 ]

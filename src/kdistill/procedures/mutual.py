@@ -54,10 +54,10 @@ from kdistill.models import create_model
 from kdistill.procedures.born_again import (
     derived_seed,
     ensemble_log_probs,
-    evaluate_ensembles,
     model_outputs,
     resumable_checkpoint,
 )
+from kdistill.teachers import evaluate_ensembles
 
 PEER_TARGETS = ("average", "pairwise")
 SUMMARY_NAME = "mutual.json"
@@ -305,9 +305,15 @@ def run_mutual(
     )
     seconds = time.perf_counter() - started
     device = resolve_device(config.train.device)
-    cohort = evaluate_ensembles(
-        list(objective.members), data.eval_splits, config.train.eval_batch_size, device
-    )[-1]
+    cohort = {
+        name: evaluation.summary()
+        for name, evaluation in evaluate_ensembles(
+            list(objective.members),
+            data.eval_splits,
+            batch_size=config.train.eval_batch_size,
+            device=device,
+        )[-1].items()
+    }
     baselines = None
     if with_baselines:
         baselines = [

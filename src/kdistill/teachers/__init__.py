@@ -1,11 +1,17 @@
 """Teachers (one model or an ensemble) and their cached logits."""
 
 from kdistill.teachers.cache import split_fingerprint, teacher_logits_for_split
-from kdistill.teachers.teacher import Teacher, evaluate_ensemble, load_teacher
+from kdistill.teachers.teacher import (
+    Teacher,
+    evaluate_ensemble,
+    evaluate_ensembles,
+    load_teacher,
+)
 
 __all__ = [
     "Teacher",
     "evaluate_ensemble",
+    "evaluate_ensembles",
     "load_teacher",
     "split_fingerprint",
     "teacher_logits_for_split",

@@ -9,7 +9,7 @@ produces the members' logits, stacked as ``[members, batch, classes]``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -58,14 +58,51 @@ def load_teacher(configs: Sequence[TeacherConfig]) -> Teacher:
     return Teacher(members)
 
 
-def evaluate_ensemble(
-    teacher: Teacher, split: Split, rule: str = "arithmetic", batch_size: int = 2000
-) -> tuple[Evaluation, list[Evaluation]]:
-    """Test an ensemble as its soft targets would be formed at T = 1 (arithmetic or geometric
-    mean of the members' distributions, Hinton et al. 2015, section 2); also each member."""
-    member_logits = torch.stack(
-        [predict_logits(member, split.images, batch_size) for member in teacher.members]
+def _member_logits(
+    models: Sequence[nn.Module], split: Split, batch_size: int, device: str | torch.device
+) -> torch.Tensor:
+    return torch.stack(
+        [predict_logits(model, split.images, batch_size, device) for model in models]
     )
-    combined = teacher_log_probs(member_logits, 1.0, rule)
-    members = [evaluate_logits(logits, split.labels) for logits in member_logits]
-    return evaluate_logits(combined, split.labels), members
+
+
+def evaluate_ensembles(
+    models: Sequence[nn.Module],
+    splits: Mapping[str, Split],
+    rule: str = "arithmetic",
+    batch_size: int = 2000,
+    device: str | torch.device = "cpu",
+) -> list[dict[str, Evaluation]]:
+    """Entry ``i``: the ensemble of ``models[: i + 1]`` evaluated on every split.
+
+    The members' distributions are combined at T = 1 by the arithmetic or geometric mean, as
+    an ensemble's soft targets are (Hinton et al. 2015, section 2); the loss reported is the
+    ensemble's negative log-likelihood. Each model predicts each split once and every prefix
+    ensemble reuses those logits (born-again generations are evaluated as growing ensembles).
+    """
+    logits = {
+        name: _member_logits(models, split, batch_size, device) for name, split in splits.items()
+    }
+    return [
+        {
+            name: evaluate_logits(
+                teacher_log_probs(stacked[: size + 1], 1.0, rule), splits[name].labels
+            )
+            for name, stacked in logits.items()
+        }
+        for size in range(len(models))
+    ]
+
+
+def evaluate_ensemble(
+    teacher: Teacher,
+    split: Split,
+    rule: str = "arithmetic",
+    batch_size: int = 2000,
+    device: str | torch.device = "cpu",
+) -> tuple[Evaluation, list[Evaluation]]:
+    """Test a teacher's whole ensemble (members combined by ``rule`` at T = 1, as in
+    :func:`evaluate_ensembles`) and each member by itself, on one split."""
+    member_logits = _member_logits(teacher.members, split, batch_size, device)
+    combined = evaluate_logits(teacher_log_probs(member_logits, 1.0, rule), split.labels)
+    return combined, [evaluate_logits(logits, split.labels) for logits in member_logits]

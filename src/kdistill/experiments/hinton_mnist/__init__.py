@@ -25,6 +25,7 @@ from kdistill.engine.evaluate import evaluate_logits
 from kdistill.errors import KDistillError
 from kdistill.experiments.stages import StageResult, run_stage
 from kdistill.runs import cache_dir, prepare_data
+from kdistill.teachers import Teacher, evaluate_ensemble
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 PAPER_BIAS_SHIFT_MISSING_3 = 3.5
@@ -257,15 +258,10 @@ def run(
         "members": len(members),
         "member_test_errors": [teachers[s].test_errors() for s in range(len(members))],
     }
-    member_logits = torch.stack(
-        [predict_logits(load_model(p)[0], dataset.test.images) for p in members]
-    )
-    ensemble["teacher_arithmetic_test_errors"] = evaluate_logits(
-        torch.log_softmax(member_logits, -1).exp().mean(0).log(), dataset.test.labels
-    ).errors
-    ensemble["teacher_geometric_test_errors"] = evaluate_logits(
-        member_logits.mean(0), dataset.test.labels
-    ).errors
+    ensemble_teacher = Teacher([load_model(path)[0] for path in members])
+    for rule in ("arithmetic", "geometric"):
+        combined, _ = evaluate_ensemble(ensemble_teacher, dataset.test, rule)
+        ensemble[f"teacher_{rule}_test_errors"] = combined.errors
     for rule in ("arithmetic", "geometric"):
         results = [
             stage(
