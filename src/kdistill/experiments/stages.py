@@ -1,8 +1,9 @@
 """Stages of a reproduction: one config each, run once and cached by the config's content.
 
-A stage's folder is named after a digest of its full config, so a changed config never
-reuses stale results, a finished stage is read back instead of re-trained, and a stage that
-was killed resumes from its last epoch checkpoint.
+A stage's folder is named after a digest of its config (``kdistill.config.config_digest``:
+everything that changes what is trained), so a changed config never reuses stale results, a
+finished stage is read back instead of re-trained, and a stage that was killed resumes from its
+last epoch checkpoint.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kdistill import runs
-from kdistill.config import RunConfig, dump_config
+from kdistill.config import RunConfig, config_digest, dump_config
 from kdistill.data import DataSet
 from kdistill.engine.checkpoint import atomic_write_text
 
@@ -42,20 +43,30 @@ class StageResult:
         return next(iter(self.final.values()))[split]
 
 
-def config_digest(config: RunConfig) -> str:
-    # Unset optional sections are left out, so adding a new optional section to RunConfig
-    # does not invalidate every finished stage. Not kdistill.config.config_digest (which also
-    # leaves out defaults): stage folders of runs in progress are named by this digest.
+def legacy_stage_digest(config: RunConfig) -> str:
+    """The digest stage folders were named by before they moved to
+    :func:`kdistill.config.config_digest`: the whole config without unset sections, so any
+    new field with a default changed it. Kept only to find folders made by that version."""
     content = config.model_dump(mode="json", exclude_none=True)
     content.pop("output_dir", None)
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def stage_dir(name: str, config: RunConfig, work_dir: Path) -> Path:
+    """``<work_dir>/<name>-<digest>``; a folder left by the older digest is used as it is (a
+    finished stage is reused, a killed one resumes there), so upgrading never re-trains."""
+    current = work_dir / f"{name}-{config_digest(config)}"
+    legacy = work_dir / f"{name}-{legacy_stage_digest(config)}"
+    if not current.exists() and legacy.exists():
+        return legacy
+    return current
 
 
 def run_stage(
     name: str, config: RunConfig, work_dir: Path, dataset: DataSet, log: list[str] | None = None
 ) -> StageResult:
     """Train (or distil, if the config has a ``distill`` section) unless already done."""
-    run_dir = work_dir / f"{name}-{config_digest(config)}"
+    run_dir = stage_dir(name, config, work_dir)
     config = config.model_copy(update={"output_dir": str(run_dir)})
     summary_path = run_dir / SUMMARY_NAME
     if summary_path.exists():
