@@ -31,6 +31,10 @@ def test_smoke_profile_writes_the_report_and_caches_stages(tmp_path):
         and "beyond: 2x800 distilled from a CNN teacher" in report
     )
     assert 0 < saved["student_distilled"]["mean"] < 2000
+    # Model cards for the beyond row too: the CNN teacher and the MLP it taught.
+    assert saved["models"]["cnn teacher (beyond)"]["parameters"] > 0
+    assert saved["models"]["student from the cnn teacher (beyond)"]["batch_256_ms"] > 0
+    assert "| Where the time went" not in report and "## Where the time went" in report
     assert not any(stage["cached"] for stage in results["stages"].values())
     again = run_reproduction(
         "hinton-mnist", profile="smoke", output_dir=tmp_path / "report2", work_dir=tmp_path / "work"

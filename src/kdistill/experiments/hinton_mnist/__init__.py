@@ -291,6 +291,8 @@ def run(
         )
         beyond = {
             "teacher": "cnn (configs/cnn-teacher.yaml)",
+            "teacher_path": str(cnn_teacher.model_path()),
+            "student_path": str(result.model_path()),
             "teacher_test_errors": cnn_teacher.test_errors(),
             "test_errors": result.test_errors(),
             "epochs": settings["beyond_epochs"],
@@ -320,6 +322,16 @@ def run(
             "teacher": _model_card(teachers[seeds[0]].model_path()),
             "ensemble": _model_card(members[0], members),
             "student": _model_card(distilled[0].model_path()),
+            **(
+                {
+                    "cnn teacher (beyond)": _model_card(Path(beyond["teacher_path"])),
+                    "student from the cnn teacher (beyond)": _model_card(
+                        Path(beyond["student_path"])
+                    ),
+                }
+                if beyond
+                else {}
+            ),
         },
         "stages": {
             name: {
