@@ -158,3 +158,24 @@ def test_the_dry_run_before_training_leaves_batch_norm_statistics_alone(
     fit(distiller, mnist.train.subset(torch.arange(100)), {}, config, tmp_path)
     torch.testing.assert_close(seen["running_mean"], torch.zeros(4))
     assert not torch.equal(model.features[1].running_mean, torch.zeros(4))  # training did move them
+
+
+def test_a_diverging_run_stops_with_a_one_line_error_before_any_checkpoint(tmp_path, mnist):
+    import pytest
+
+    from kdistill.errors import KDistillError
+
+    train = mnist.train.subset(torch.arange(1000))
+    torch.manual_seed(0)
+    model = create_model("mlp", hidden_sizes=[64])
+    config = TrainConfig(
+        epochs=1,
+        batch_size=10,
+        progress=False,
+        optimizer={"name": "sgd", "lr": 1e12},
+    )
+    with pytest.raises(KDistillError, match=r"loss became .* lower train.optimizer.lr") as error:
+        fit(SupervisedObjective(model), train, {}, config, tmp_path, seed=0)
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "checkpoint.safetensors").exists()
+    assert not (tmp_path / "model.safetensors").exists()

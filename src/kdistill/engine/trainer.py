@@ -118,6 +118,20 @@ def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+FINITE_CHECK_STEPS = 50
+"""How often (in steps) the running loss is read back to stop on a NaN or infinite loss."""
+
+
+def _check_finite(loss_sum: torch.Tensor, epoch: int, first_step: int, last_step: int) -> None:
+    # A non-finite loss makes every later sum non-finite, so one read per window catches it
+    # before the epoch's checkpoint is written.
+    if not torch.isfinite(loss_sum):
+        raise KDistillError(
+            f"loss became {float(loss_sum)} at epoch {epoch + 1}, between steps {first_step + 1} "
+            f"and {last_step}: lower train.optimizer.lr or set train.grad_clip"
+        )
+
+
 def fit(
     objective: Objective,
     train_split: Split,
@@ -201,8 +215,13 @@ def fit(
     for epoch in range(start_epoch, total_epochs):
         objective.train()
         loader.set_epoch(epoch)
-        sums: dict[str, float] = {}
-        train_errors = seen = 0
+        # Running sums stay on the device and are read once per epoch: reading a GPU value
+        # every step (float(), int(), a Python `if` on a tensor) would stall the pipeline.
+        sums: dict[str, torch.Tensor] = {}
+        train_errors = torch.zeros((), dtype=torch.long, device=device)
+        loss_check = torch.zeros((), device=device)
+        seen = 0
+        checked_step = step
         epoch_started = time.perf_counter()
         bar = tqdm(
             loader,
@@ -232,14 +251,15 @@ def fit(
             objective.after_step()
             step += 1
             for name, value in output.losses.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach()) * len(batch.labels)
-            train_errors += int((output.logits.detach().argmax(dim=1) != batch.labels).sum())
+                weighted = value.detach().float() * len(batch.labels)
+                sums[name] = sums[name] + weighted if name in sums else weighted
+            train_errors += (output.logits.detach().argmax(dim=1) != batch.labels).sum()
             seen += len(batch.labels)
-            if not torch.isfinite(loss.detach()):
-                raise KDistillError(
-                    f"loss became {float(loss)} at epoch {epoch + 1} step {step}: lower train.optimizer.lr "
-                    "or set train.grad_clip"
-                )
+            loss_check = loss_check + loss.detach().float()
+            if step - checked_step >= FINITE_CHECK_STEPS:
+                _check_finite(loss_check, epoch, checked_step, step)
+                checked_step = step
+        _check_finite(loss_check, epoch, checked_step, step)
         epoch_seconds = time.perf_counter() - epoch_started
         record: dict[str, Any] = {
             "epoch": epoch + 1,
@@ -248,8 +268,8 @@ def fit(
             "seconds": round(epoch_seconds, 3),
             "samples_per_second": round(seen / epoch_seconds, 1),
             "train": {
-                "loss": {k: v / seen for k, v in sums.items()},
-                "error_rate": train_errors / seen,
+                "loss": {k: float(v) / seen for k, v in sums.items()},
+                "error_rate": int(train_errors) / seen,
             },
         }
         for model_name, model in objective.evaluation_models().items():
