@@ -78,7 +78,12 @@ def logit_squared_error(student_logits: torch.Tensor, teacher_logits: torch.Tens
 
 
 class SoftTargetLoss(LossTerm):
-    """The paper's soft term: ``T^2 * CE(p_teacher(T), q_student(T))``."""
+    """The paper's soft term: ``T^2 * CE(p_teacher(T), q_student(T))``.
+
+    At high T its gradient approaches ``(z - v) / N`` (section 2), which is large while the
+    student's logits are far from the teacher's: train with a learning-rate warm-up, or the
+    first SGD steps can kill ReLUs (measured in the README).
+    """
 
     name = "soft_targets"
 
