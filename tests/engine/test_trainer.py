@@ -80,6 +80,7 @@ def test_fit_learns_real_digits_and_logs_every_epoch(tmp_path, mnist):
     result = fit(SupervisedObjective(model), train, {"test": test}, config, tmp_path, seed=0)
     errors = [record["model"]["test"]["errors"] for record in result.history]
     assert len(errors) == 2
+    assert all(r["seconds"] > 0 and r["eval_seconds"] > 0 for r in result.history)
     assert errors[-1] < 150  # a 784-128-10 MLP on 3,000 digits: about 90% right after two epochs
     final = result.final["model"]["test"]
     assert sum(final["per_class_errors"]) == final["errors"]

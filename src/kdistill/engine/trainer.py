@@ -272,11 +272,13 @@ def fit(
                 "error_rate": int(train_errors) / seen,
             },
         }
+        eval_started = time.perf_counter()
         for model_name, model in objective.evaluation_models().items():
             record[model_name] = {
                 split_name: evaluate(model, split, config.eval_batch_size, device).summary()
                 for split_name, split in eval_splits.items()
             }
+        record["eval_seconds"] = round(time.perf_counter() - eval_started, 3)
         log.write(record)
         result.history.append(record)
         tqdm.write(_one_line(description, record)) if config.progress else None

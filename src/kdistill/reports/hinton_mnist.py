@@ -34,15 +34,17 @@ STAGE_GROUPS = (
 
 
 def time_by_group(stages: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """Training seconds per group of stages, in the order the groups first appear.
+    """Seconds per group of stages, in the order the groups first appear.
 
-    A stage's time is the sum of its epoch records (``train_seconds``) when known, so a stage
-    resumed across invocations counts every epoch; evaluation between stages is not included.
+    A stage's time is the larger of its last invocation's wall time (``seconds``) and the sum
+    of its epoch records (``recorded_seconds``: training + per-epoch evaluation, every
+    invocation), so a stage resumed across invocations counts all its epochs, and a stage whose
+    records predate per-epoch evaluation times still counts its evaluation.
     """
     totals: dict[str, float] = {}
     for name, stage in stages.items():
         group = next((label for prefix, label in STAGE_GROUPS if name.startswith(prefix)), "other")
-        seconds = stage.get("train_seconds", stage["seconds"])
+        seconds = max(stage["seconds"], stage.get("recorded_seconds", 0.0))
         totals[group] = totals.get(group, 0.0) + seconds
     return totals
 
@@ -187,8 +189,9 @@ def write_report(results: dict[str, Any], output_dir: str | Path) -> Path:
         "",
         "## Where the time went",
         "",
-        "Training time summed over each stage's epoch records (every invocation of a resumed stage "
-        "counts; on a shared machine these include time lost to other jobs).",
+        "Each stage counts the larger of its last invocation's wall time and the sum of its epoch "
+        "records (training + evaluation, every invocation of a resumed stage); on a shared "
+        "machine these include time lost to other jobs.",
         "",
         "| stages | minutes | share |",
         "|---|---|---|",
@@ -202,12 +205,12 @@ def write_report(results: dict[str, Any], output_dir: str | Path) -> Path:
         "",
         "## Wall time per stage",
         "",
-        "| stage | epochs | training seconds (all invocations) | seconds in the last invocation | cached | test errors |",
+        "| stage | epochs | seconds in epoch records (all invocations) | seconds in the last invocation | cached | test errors |",
         "|---|---|---|---|---|---|",
     ]
     for name, stage in results["stages"].items():
         lines.append(
-            f"| {name} | {stage.get('epochs', '')} | {stage.get('train_seconds', '')} | {stage['seconds']} | "
+            f"| {name} | {stage.get('epochs', '')} | {stage.get('recorded_seconds', '')} | {stage['seconds']} | "
             f"{'yes' if stage['cached'] else 'no'} | {stage['test_errors']} |"
         )
     atomic_write_text(output_dir / "README.md", "\n".join(lines) + "\n")

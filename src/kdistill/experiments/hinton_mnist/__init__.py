@@ -336,9 +336,12 @@ def run(
         "stages": {
             name: {
                 "seconds": round(s.seconds, 1),
-                # Summed over the epoch records, so a stage resumed after a kill counts the
-                # epochs of every invocation (``seconds`` covers only the last one).
-                "train_seconds": round(sum(r.get("seconds", 0.0) for r in s.history), 1),
+                # Summed over the epoch records (training + per-epoch evaluation), so a stage
+                # resumed after a kill counts the epochs of every invocation (``seconds``
+                # covers only the last one).
+                "recorded_seconds": round(
+                    sum(r.get("seconds", 0.0) + r.get("eval_seconds", 0.0) for r in s.history), 1
+                ),
                 "epochs": len(s.history),
                 "cached": s.cached,
                 "test_errors": s.test_errors(),
