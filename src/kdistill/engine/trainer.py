@@ -122,12 +122,17 @@ FINITE_CHECK_STEPS = 50
 """How often (in steps) the running loss is read back to stop on a NaN or infinite loss."""
 
 
-def _check_finite(loss_sum: torch.Tensor, epoch: int, first_step: int, last_step: int) -> None:
-    # A non-finite loss makes every later sum non-finite, so one read per window catches it
-    # before the epoch's checkpoint is written.
-    if not torch.isfinite(loss_sum):
+def _check_finite(
+    loss_sums: dict[str, torch.Tensor], epoch: int, first_step: int, last_step: int
+) -> None:
+    # A non-finite loss makes its running sum non-finite for the rest of the epoch, so one
+    # read per window catches it before the epoch's checkpoint is written.
+    if not loss_sums:
+        return
+    total = torch.stack(list(loss_sums.values())).sum()
+    if not torch.isfinite(total):
         raise KDistillError(
-            f"loss became {float(loss_sum)} at epoch {epoch + 1}, between steps {first_step + 1} "
+            f"loss became {float(total)} at epoch {epoch + 1}, between steps {first_step + 1} "
             f"and {last_step}: lower train.optimizer.lr or set train.grad_clip"
         )
 
@@ -219,7 +224,6 @@ def fit(
         # every step (float(), int(), a Python `if` on a tensor) would stall the pipeline.
         sums: dict[str, torch.Tensor] = {}
         train_errors = torch.zeros((), dtype=torch.long, device=device)
-        loss_check = torch.zeros((), device=device)
         seen = 0
         checked_step = step
         epoch_started = time.perf_counter()
@@ -255,11 +259,10 @@ def fit(
                 sums[name] = sums[name] + weighted if name in sums else weighted
             train_errors += (output.logits.detach().argmax(dim=1) != batch.labels).sum()
             seen += len(batch.labels)
-            loss_check = loss_check + loss.detach().float()
             if step - checked_step >= FINITE_CHECK_STEPS:
-                _check_finite(loss_check, epoch, checked_step, step)
+                _check_finite(sums, epoch, checked_step, step)
                 checked_step = step
-        _check_finite(loss_check, epoch, checked_step, step)
+        _check_finite(sums, epoch, checked_step, step)
         epoch_seconds = time.perf_counter() - epoch_started
         record: dict[str, Any] = {
             "epoch": epoch + 1,
