@@ -1,14 +1,53 @@
-"""Building terms by name, as configs do, and the errors a config author sees."""
+"""Building terms by name or import path, as configs do, and the errors a config author sees."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
 import pytest
+import torch
 
 from kdistill.errors import KDistillError
-from kdistill.losses.base import LossTerm
-from kdistill.losses.features import HintLoss
-from kdistill.losses.gradients import AttentionTransferLoss
-from kdistill.losses.registry import TERM_REGISTRY, build_term, term_options
+from kdistill.losses.base import LossTerm, TermContext
+from kdistill.losses.features import HintLoss, NeuronSelectivityLoss
+from kdistill.losses.gradients import AttentionTransferLoss, InputGradientLoss
+from kdistill.losses.logits import (
+    DecoupledKDLoss,
+    HardTargetLoss,
+    LogitMatchingLoss,
+    SoftTargetLoss,
+)
+from kdistill.losses.registry import TERM_REGISTRY, build_term, register_term, term_options
+from kdistill.losses.relations import (
+    RelationalAngleLoss,
+    RelationalDistanceLoss,
+    SimilarityPreservingLoss,
+)
+from kdistill.losses.sparsity import ActivationBoundaryLoss
+from kdistill.losses.weights import WeightMatchingLoss
+
+# The hand-written tuple registry.py kept before terms registered themselves, with the names
+# those classes had then.
+BUILTIN_TERMS = {
+    "soft_targets": SoftTargetLoss,
+    "hard_targets": HardTargetLoss,
+    "logit_l2": LogitMatchingLoss,
+    "dkd": DecoupledKDLoss,
+    "weights": WeightMatchingLoss,
+    "fitnet": HintLoss,
+    "nst": NeuronSelectivityLoss,
+    "at": AttentionTransferLoss,
+    "grad_at": InputGradientLoss,
+    "ab": ActivationBoundaryLoss,
+    "rkd_distance": RelationalDistanceLoss,
+    "rkd_angle": RelationalAngleLoss,
+    "sp": SimilarityPreservingLoss,
+}
 
 OPTIONS = {
     "soft_targets": {"temperature": 4.0},
@@ -28,7 +67,7 @@ OPTIONS = {
 
 
 def test_every_kind_is_registered_under_its_name() -> None:
-    assert set(TERM_REGISTRY) == set(OPTIONS)
+    assert set(TERM_REGISTRY) == set(OPTIONS) == set(BUILTIN_TERMS)
     for kind, term_class in TERM_REGISTRY.items():
         assert term_class.name == kind
 
@@ -82,3 +121,224 @@ def test_term_options_come_from_the_signature() -> None:
         ["student", "teacher", "kernel", "sigma_squared"],
         ["student", "teacher"],
     )
+
+
+def test_builtin_terms_are_the_old_tuple_under_the_old_names() -> None:
+    assert TERM_REGISTRY == BUILTIN_TERMS
+    assert set(BUILTIN_TERMS) == set(OPTIONS)
+
+
+def test_term_modules_import_first_without_a_cycle() -> None:
+    """A term module imported before the registry (as user code may) must not meet a cycle."""
+    code = (
+        "import kdistill.losses.logits\n"
+        "from kdistill.losses.registry import TERM_REGISTRY, build_term\n"
+        "assert len(TERM_REGISTRY) == 13, sorted(TERM_REGISTRY)\n"
+        "build_term('soft_targets', 1.0)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+# --- user terms -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_registry() -> Iterator[None]:
+    """Whatever a test registers is gone afterwards (other tests compare the full registry)."""
+    saved = dict(TERM_REGISTRY)
+    yield
+    TERM_REGISTRY.clear()
+    TERM_REGISTRY.update(saved)
+
+
+USER_MODULE = """
+import torch
+
+from kdistill.losses.base import LossTerm, TermContext
+from kdistill.losses.registry import register_term
+
+
+@register_term
+class ScaledLogitGap(LossTerm):
+    \"\"\"``scale`` times the mean absolute student-teacher logit gap, to the power ``power``.\"\"\"
+
+    name = "user_scaled_logit_gap"
+
+    def __init__(self, weight: float = 1.0, scale: float = 1.0, power: float = 1.0) -> None:
+        super().__init__(weight)
+        self.scale = float(scale)
+        self.power = float(power)
+
+    def forward(self, context: TermContext) -> torch.Tensor:
+        gap = (context.student_logits - context.teacher_logits).abs().mean()
+        return self.scale * gap.pow(self.power)
+
+
+class NotATerm:
+    name = "not_a_term"
+
+
+def build_something():
+    return None
+"""
+
+
+@pytest.fixture
+def user_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_registry: None
+) -> Iterator[str]:
+    """The name of a fresh module on sys.path holding a user's own terms."""
+    name = f"user_terms_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(USER_MODULE))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_decorator_registers_a_user_term_by_its_name(
+    make_context: Callable[..., TermContext], restore_registry: None
+) -> None:
+    @register_term
+    class CountsWrong(LossTerm):
+        name = "user_counts_wrong"
+
+        def forward(self, context: TermContext) -> torch.Tensor:
+            wrong = context.student_logits.argmax(dim=-1) != context.labels
+            return wrong.to(context.student_logits.dtype).mean()
+
+    assert TERM_REGISTRY["user_counts_wrong"] is CountsWrong
+    assert register_term(CountsWrong) is CountsWrong  # the same class again is fine
+    term = build_term("user_counts_wrong", 3.0)
+    assert isinstance(term, CountsWrong) and term.weight == 3.0
+    context = make_context(
+        student_logits=torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]], dtype=torch.float64),
+        labels=torch.tensor([0, 0, 1]),
+    )
+    assert term(context).item() == pytest.approx(2 / 3)
+
+
+def test_a_taken_name_names_both_classes(restore_registry: None) -> None:
+    class SecondSoftTargets(LossTerm):
+        name = "soft_targets"
+
+    with pytest.raises(KDistillError) as error:
+        register_term(SecondSoftTargets)
+    message = str(error.value)
+    assert "'soft_targets'" in message and "\n" not in message
+    assert "kdistill.losses.logits.SoftTargetLoss" in message
+    assert "SecondSoftTargets" in message
+    assert TERM_REGISTRY["soft_targets"] is SoftTargetLoss
+
+
+def test_decorator_refuses_what_cannot_be_a_term(restore_registry: None) -> None:
+    class Unnamed(LossTerm):
+        pass
+
+    with pytest.raises(KDistillError, match="must set a class attribute name"):
+        register_term(Unnamed)
+
+    class Pathlike(LossTerm):
+        name = "pkg.mod:Thing"
+
+    with pytest.raises(KDistillError, match="without ':'"):
+        register_term(Pathlike)
+    with pytest.raises(KDistillError, match=r"must subclass kdistill\.losses\.base\.LossTerm"):
+        register_term(dict)  # type: ignore[type-var]
+    assert TERM_REGISTRY == BUILTIN_TERMS
+
+
+def test_build_a_user_term_by_import_path(
+    user_module: str, make_context: Callable[..., TermContext]
+) -> None:
+    term = build_term(f"{user_module}:ScaledLogitGap", 0.5, scale=3.0, power=2)
+    assert type(term).__name__ == "ScaledLogitGap" and type(term).__module__ == user_module
+    assert term.weight == 0.5 and term.name == "user_scaled_logit_gap"
+    student = torch.tensor([[1.0, 2.0, 0.0], [0.0, -1.0, 1.0]], dtype=torch.float64)
+    teacher = torch.tensor([[0.0, 2.0, 1.0], [0.0, 1.0, 1.0]], dtype=torch.float64)
+    value = term(make_context(student_logits=student, teacher_logits=teacher))
+    # gaps 1, 0, 1, 0, 2, 0: mean 2/3; 3 * (2/3)^2 = 4/3
+    assert value.item() == pytest.approx(4 / 3)
+    # importing the module ran its @register_term: the short name now works too
+    assert isinstance(build_term("user_scaled_logit_gap", 1.0), type(term))
+
+
+def test_option_checks_apply_to_imported_terms(user_module: str) -> None:
+    kind = f"{user_module}:ScaledLogitGap"
+    with pytest.raises(
+        KDistillError,
+        match=rf"unknown option\(s\) alpha for loss term '{kind}': accepted options are "
+        r"scale, power$",
+    ):
+        build_term(kind, 1.0, alpha=2.0)
+    with pytest.raises(KDistillError, match="weight must be a number"):
+        build_term(kind, "heavy")
+
+
+def test_missing_option_of_an_imported_term(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "user_needy_term.py").write_text(
+        "from kdistill.losses.base import LossTerm\n\n\n"
+        "class Needy(LossTerm):\n"
+        "    name = 'needy'\n\n"
+        "    def __init__(self, weight=1.0, *, level):\n"
+        "        super().__init__(weight)\n"
+        "        self.level = level\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(KDistillError, match=r"'user_needy_term:Needy' needs option\(s\) level"):
+            build_term("user_needy_term:Needy", 1.0)
+        assert build_term("user_needy_term:Needy", 1.0, level=3).level == 3
+        assert "needy" not in TERM_REGISTRY  # an import path needs no registration
+    finally:
+        sys.modules.pop("user_needy_term", None)
+
+
+def _one_line_error(kind: str) -> str:
+    with pytest.raises(KDistillError) as error:
+        build_term(kind, 1.0)
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+def test_module_that_cannot_be_imported() -> None:
+    message = _one_line_error("no_such_kdistill_pkg.terms:MyTerm")
+    assert "cannot import module 'no_such_kdistill_pkg.terms'" in message
+    assert "PYTHONPATH" in message and "spelling" in message
+
+
+def test_module_whose_own_import_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "user_broken_terms.py").write_text("import no_such_dependency_kdistill\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    message = _one_line_error("user_broken_terms:MyTerm")
+    assert "cannot import module 'user_broken_terms'" in message
+    assert "ModuleNotFoundError" in message and "no_such_dependency_kdistill" in message
+    assert "user_broken_terms" not in sys.modules  # a failed import leaves nothing behind
+
+
+def test_attribute_missing(user_module: str) -> None:
+    message = _one_line_error(f"{user_module}:ScaledLogitGapp")
+    assert f"module '{user_module}' has no attribute 'ScaledLogitGapp'" in message
+
+
+@pytest.mark.parametrize("attribute", ["NotATerm", "build_something", "torch"])
+def test_attribute_is_not_a_loss_term(user_module: str, attribute: str) -> None:
+    message = _one_line_error(f"{user_module}:{attribute}")
+    assert f"'{user_module}:{attribute}'" in message
+    assert message.endswith("must subclass kdistill.losses.base.LossTerm")
+
+
+@pytest.mark.parametrize("kind", [":SoftTargetLoss", "kdistill.losses.logits:"])
+def test_half_an_import_path(kind: str) -> None:
+    message = _one_line_error(kind)
+    assert "'package.module:ClassName'" in message
+
+
+def test_a_builtin_by_its_import_path() -> None:
+    term = build_term("kdistill.losses.logits:SoftTargetLoss", 2.0, temperature=4.0)
+    assert isinstance(term, SoftTargetLoss) and term.temperature == 4.0

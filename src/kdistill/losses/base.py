@@ -9,9 +9,12 @@ and logs it under the term's ``name``, so every method is a plug-in, never a cop
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 from torch import nn
+
+from kdistill.errors import KDistillError
 
 
 @dataclass(frozen=True)
@@ -75,3 +78,44 @@ class LossTerm(nn.Module):
 
     def forward(self, context: TermContext) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+TERM_REGISTRY: dict[str, type[LossTerm]] = {}
+"""Registered loss terms by name, filled by :func:`register_term`. Read it through
+:mod:`kdistill.losses.registry`, which imports every built-in term module so it is complete."""
+
+T = TypeVar("T", bound=type[LossTerm])
+
+
+def register_term(term_class: T) -> T:
+    """Class decorator: make a :class:`LossTerm` subclass buildable by its ``name``.
+
+    The class must set its own ``name`` (a non-empty string without ``:``, which marks an
+    import path). Registering a different class under a taken name raises
+    :class:`KDistillError`; registering the same class again, or a re-import of it (same
+    module and qualified name, e.g. after ``importlib.reload``), is allowed.
+    """
+    if not (isinstance(term_class, type) and issubclass(term_class, LossTerm)):
+        raise KDistillError(
+            f"@register_term: {term_class!r} must subclass kdistill.losses.base.LossTerm"
+        )
+    label = f"{term_class.__module__}.{term_class.__qualname__}"
+    name = term_class.__dict__.get("name")
+    if not isinstance(name, str) or not name or ":" in name:
+        raise KDistillError(
+            f"@register_term: {label} must set a class attribute name = '...' (a non-empty "
+            f"string without ':'), got {name!r}"
+        )
+    taken = TERM_REGISTRY.get(name)
+    if taken is not None and taken is not term_class:
+        same = (taken.__module__, taken.__qualname__) == (
+            term_class.__module__,
+            term_class.__qualname__,
+        )
+        if not same:
+            raise KDistillError(
+                f"loss term name {name!r} is taken by {taken.__module__}.{taken.__qualname__}; "
+                f"cannot register {label} under it too: give it another name"
+            )
+    TERM_REGISTRY[name] = term_class
+    return term_class

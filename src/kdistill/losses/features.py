@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdistill.errors import KDistillError
-from kdistill.losses.base import TermContext
+from kdistill.losses.base import TermContext, register_term
 from kdistill.losses.feature_ops import (
     AdaptedFeaturePair,
     FeaturePair,
@@ -48,6 +48,7 @@ def hint_loss(
     return per_example.mean()
 
 
+@register_term
 class HintLoss(AdaptedFeaturePair):
     """FitNet hint: a regressor maps the student's guided layer onto the teacher's hint layer.
 
@@ -183,6 +184,7 @@ def neuron_selectivity_mmd(
     return (teacher_term + student_term - 2 * cross_term).mean()
 
 
+@register_term
 class NeuronSelectivityLoss(FeaturePair):
     """NST: squared MMD between the student's and teacher's distributions of channel maps.
 

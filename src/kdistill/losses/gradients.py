@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdistill.errors import KDistillError
-from kdistill.losses.base import FeatureRequest, LossTerm, TermContext
+from kdistill.losses.base import FeatureRequest, LossTerm, TermContext, register_term
 from kdistill.losses.feature_ops import (
     captured_feature,
     check_path_pairs,
@@ -59,6 +59,7 @@ def attention_distance(
     return torch.linalg.vector_norm(difference, ord=2, dim=1).mean()
 
 
+@register_term
 class AttentionTransferLoss(LossTerm):
     """Activation-based attention transfer (AT, ICLR 2017, eq. 2) over pairs of layers.
 
@@ -147,6 +148,7 @@ def input_gradient_distance(
     return (student_gradient - teacher_gradient).pow(2).flatten(1).sum(dim=1).mean()
 
 
+@register_term
 class InputGradientLoss(LossTerm):
     """Gradient-based attention transfer (AT, ICLR 2017, section 3.2).
 

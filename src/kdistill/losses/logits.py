@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from kdistill.errors import KDistillError
-from kdistill.losses.base import LossTerm, TermContext
+from kdistill.losses.base import LossTerm, TermContext, register_term
 
 ENSEMBLE_RULES = ("arithmetic", "geometric")
 
@@ -77,6 +77,7 @@ def logit_squared_error(student_logits: torch.Tensor, teacher_logits: torch.Tens
     return 0.5 * (student_logits - teacher_logits).pow(2).sum(dim=-1).mean()
 
 
+@register_term
 class SoftTargetLoss(LossTerm):
     """The paper's soft term: ``T^2 * CE(p_teacher(T), q_student(T))``.
 
@@ -109,6 +110,7 @@ class SoftTargetLoss(LossTerm):
         return soft_target_cross_entropy(context.student_logits, targets, self.temperature)
 
 
+@register_term
 class HardTargetLoss(LossTerm):
     """Cross-entropy with the true labels at ``T = 1`` (the paper's second objective)."""
 
@@ -118,6 +120,7 @@ class HardTargetLoss(LossTerm):
         return F.cross_entropy(context.student_logits, context.labels)
 
 
+@register_term
 class LogitMatchingLoss(LossTerm):
     """Squared error between student logits and the (mean) teacher logits (Caruana et al.)."""
 
@@ -204,6 +207,7 @@ def decoupled_kd(
     return (alpha * tckd + beta * nckd).mean() * temperature**2
 
 
+@register_term
 class DecoupledKDLoss(LossTerm):
     """Decoupled KD (Zhao et al., CVPR 2022): ``T^2 (alpha TCKD + beta NCKD)``.
 

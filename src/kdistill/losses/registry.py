@@ -5,49 +5,65 @@ A config entry such as ``{kind: fitnet, weight: 100, student: "layers.2", teache
 Options are the keyword arguments of the term's constructor; module paths are always called
 ``student`` and ``teacher`` (``pairs: [[student_path, teacher_path], ...]`` for terms over
 several layer pairs).
+
+Terms are registered like models: decorate a :class:`~kdistill.losses.base.LossTerm` subclass
+with :func:`register_term` and it is buildable by its ``name``. A term in your own code needs
+no fork: give its import path as the kind, ``kind: "mypackage.losses:MyTerm"``.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from typing import Any
 
 from kdistill.errors import KDistillError
-from kdistill.losses.base import LossTerm
-from kdistill.losses.features import HintLoss, NeuronSelectivityLoss
-from kdistill.losses.gradients import AttentionTransferLoss, InputGradientLoss
-from kdistill.losses.logits import (
-    DecoupledKDLoss,
-    HardTargetLoss,
-    LogitMatchingLoss,
-    SoftTargetLoss,
-)
-from kdistill.losses.relations import (
-    RelationalAngleLoss,
-    RelationalDistanceLoss,
-    SimilarityPreservingLoss,
-)
-from kdistill.losses.sparsity import ActivationBoundaryLoss
-from kdistill.losses.weights import WeightMatchingLoss
 
-TERM_REGISTRY: dict[str, type[LossTerm]] = {
-    term.name: term
-    for term in (
-        SoftTargetLoss,
-        HardTargetLoss,
-        LogitMatchingLoss,
-        DecoupledKDLoss,
-        WeightMatchingLoss,
-        HintLoss,
-        NeuronSelectivityLoss,
-        AttentionTransferLoss,
-        InputGradientLoss,
-        ActivationBoundaryLoss,
-        RelationalDistanceLoss,
-        RelationalAngleLoss,
-        SimilarityPreservingLoss,
-    )
-}
+# The built-in term modules register their classes on import: importing them here makes
+# TERM_REGISTRY complete whenever build_term is reached.
+from kdistill.losses import features, gradients, logits, relations, sparsity, weights  # noqa: F401
+from kdistill.losses.base import TERM_REGISTRY, LossTerm, register_term
+
+__all__ = ["TERM_REGISTRY", "build_term", "register_term", "term_options"]
+
+
+def _import_term(path: str) -> type[LossTerm]:
+    """The :class:`LossTerm` subclass at import path ``package.module:ClassName``."""
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise KDistillError(
+            f"loss term kind {path!r} is not an import path of the form 'package.module:ClassName'"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        missing = getattr(error, "name", None) or ""
+        if isinstance(error, ModuleNotFoundError) and (
+            module_name == missing or module_name.startswith(missing + ".")
+        ):
+            raise KDistillError(
+                f"cannot import module {module_name!r} for loss term {path!r} (no module named "
+                f"{missing!r}): check the spelling and that its package is on PYTHONPATH"
+            ) from None
+        raise KDistillError(
+            f"cannot import module {module_name!r} for loss term {path!r}: importing it "
+            f"failed with {type(error).__name__}: {error}"
+        ) from None
+    if not hasattr(module, attribute):
+        raise KDistillError(
+            f"module {module_name!r} has no attribute {attribute!r} (loss term {path!r})"
+        )
+    term_class = getattr(module, attribute)
+    if not (isinstance(term_class, type) and issubclass(term_class, LossTerm)):
+        found = (
+            f"class {term_class.__qualname__}"
+            if isinstance(term_class, type)
+            else f"a {type(term_class).__name__}, not a class"
+        )
+        raise KDistillError(
+            f"loss term {path!r} is {found}: it must subclass kdistill.losses.base.LossTerm"
+        )
+    return term_class
 
 
 def term_options(term_class: type[LossTerm]) -> tuple[list[str], list[str]]:
@@ -67,17 +83,22 @@ def term_options(term_class: type[LossTerm]) -> tuple[list[str], list[str]]:
 
 
 def build_term(kind: str, weight: float = 1.0, **options: Any) -> LossTerm:
-    """A new :class:`LossTerm` of registered ``kind`` with ``weight`` and ``options``.
+    """A new :class:`LossTerm` of ``kind`` with ``weight`` and ``options``.
 
-    Raises :class:`KDistillError` for an unknown kind (listing the known ones), an unknown
-    option or a missing required option (listing the accepted ones).
+    ``kind`` is a registered name or an import path ``package.module:ClassName``. Raises
+    :class:`KDistillError` for an unknown kind (listing the known ones), an import path that
+    does not lead to a LossTerm subclass, an unknown option or a missing required option
+    (listing the accepted ones).
     """
-    if kind not in TERM_REGISTRY:
+    if ":" in kind:
+        term_class = _import_term(kind)
+    elif kind in TERM_REGISTRY:
+        term_class = TERM_REGISTRY[kind]
+    else:
         raise KDistillError(
             f"unknown loss term kind {kind!r} in distill.terms: use one of "
             f"{', '.join(sorted(TERM_REGISTRY))}"
         )
-    term_class = TERM_REGISTRY[kind]
     accepted, required = term_options(term_class)
     shown = ", ".join(accepted) if accepted else "none besides weight"
     unknown = sorted(set(options) - set(accepted))

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from kdistill.errors import KDistillError
-from kdistill.losses.base import FeatureRequest, LossTerm, TermContext
+from kdistill.losses.base import FeatureRequest, LossTerm, TermContext, register_term
 from kdistill.losses.feature_ops import FeaturePair, captured_feature, check_path
 
 _TINY = 1e-12
@@ -135,6 +135,7 @@ class _RelationalTerm(LossTerm):
         return student, teacher
 
 
+@register_term
 class RelationalDistanceLoss(_RelationalTerm):
     """RKD distance-wise loss (Park et al., CVPR 2019, section 3.2.1).
 
@@ -152,6 +153,7 @@ class RelationalDistanceLoss(_RelationalTerm):
         return rkd_distance_loss(*self._embeddings(context))
 
 
+@register_term
 class RelationalAngleLoss(_RelationalTerm):
     """RKD angle-wise loss (Park et al., CVPR 2019, section 3.2.2).
 
@@ -167,6 +169,7 @@ class RelationalAngleLoss(_RelationalTerm):
         return rkd_angle_loss(*self._embeddings(context))
 
 
+@register_term
 class SimilarityPreservingLoss(FeaturePair):
     """Similarity-preserving KD (Tung & Mori, ICCV 2019, eqs. 2-4) for one pair of layers.
 

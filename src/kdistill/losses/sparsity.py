@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdistill.errors import KDistillError
-from kdistill.losses.base import TermContext
+from kdistill.losses.base import TermContext, register_term
 from kdistill.losses.feature_ops import (
     AdaptedFeaturePair,
 )
@@ -45,6 +45,7 @@ def activation_boundary_loss(
     return per_element.flatten(1).sum(dim=1).mean()
 
 
+@register_term
 class ActivationBoundaryLoss(AdaptedFeaturePair):
     """Activation boundaries (Heo et al., AAAI 2019) between two pre-activation layers.
 

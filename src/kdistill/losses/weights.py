@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from kdistill.errors import KDistillError
-from kdistill.losses.base import LossTerm, TermContext
+from kdistill.losses.base import LossTerm, TermContext, register_term
 from kdistill.losses.feature_ops import check_path_pairs, require_teacher
 from kdistill.losses.hooks import resolve_module
 
@@ -87,6 +87,7 @@ class WeightMap(nn.Module):
         return self.row_map @ teacher_weight @ self.column_map
 
 
+@register_term
 class WeightMatchingLoss(LossTerm):
     """Squared error between each student weight matrix and the mapped teacher matrix.
 
