@@ -35,9 +35,9 @@ import torch
 from kdistill.config import RunConfig, parse_config
 from kdistill.data import DataSet, load_dataset
 from kdistill.data.subsets import stratified_indices
-from kdistill.engine.checkpoint import atomic_write_text, load_model
-from kdistill.procedures import run_born_again, run_mutual, train_alone
-from kdistill.runs import cache_dir
+from kdistill.engine.checkpoint import load_model
+from kdistill.files import atomic_write_text, cache_dir
+from kdistill.methods import run_born_again, run_mutual, train_alone
 from kdistill.teachers import evaluate_ensembles
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,10 +19,10 @@ import torch
 
 from kdistill.data import BatchLoader, load_dataset
 from kdistill.engine.objective import SupervisedObjective
+from kdistill.files import cache_dir
 from kdistill.losses.logits import HardTargetLoss, SoftTargetLoss
+from kdistill.methods.distill import Distiller
 from kdistill.models import create_model
-from kdistill.procedures.distill import Distiller
-from kdistill.runs import cache_dir
 from kdistill.teachers import Teacher, teacher_logits_for_split
 
 TEACHER = {

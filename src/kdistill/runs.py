@@ -24,11 +24,11 @@ from kdistill.data import (
     take_fraction,
 )
 from kdistill.engine import FitResult, Objective, SupervisedObjective, fit, resolve_device
-from kdistill.engine.checkpoint import atomic_write_text
 from kdistill.errors import KDistillError
+from kdistill.files import atomic_write_text
 from kdistill.losses.logits import HardTargetLoss, LogitMatchingLoss, SoftTargetLoss
+from kdistill.methods.distill import Distiller
 from kdistill.models import create_model
-from kdistill.procedures.distill import Distiller
 from kdistill.teachers import load_teacher, teacher_logits_for_split
 
 

@@ -152,7 +152,7 @@ def test_the_dry_run_before_training_leaves_batch_norm_statistics_alone(
     monkeypatch.setattr(trainer, "build_optimizer", snapshot_then_build)
     config = TrainConfig(epochs=1, batch_size=100, progress=False)
     from kdistill.losses.logits import SoftTargetLoss
-    from kdistill.procedures.distill import Distiller
+    from kdistill.methods.distill import Distiller
     from kdistill.teachers import Teacher
 
     distiller = Distiller(model, Teacher([create_model("cnn", channels=[4])]), [SoftTargetLoss()])

@@ -21,8 +21,8 @@ from kdistill.engine.checkpoint import load_tensors
 from kdistill.errors import KDistillError
 from kdistill.losses.logits import HardTargetLoss
 from kdistill.losses.registry import TERM_REGISTRY, build_term
+from kdistill.methods.distill import Distiller
 from kdistill.models import create_model
-from kdistill.procedures.distill import Distiller
 from kdistill.teachers import load_teacher
 
 STUDENT = {"name": "cnn", "kwargs": {"channels": [4, 8]}}

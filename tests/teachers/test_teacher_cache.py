@@ -4,8 +4,8 @@ import torch
 
 from kdistill.data import BatchLoader
 from kdistill.losses.logits import HardTargetLoss, SoftTargetLoss
+from kdistill.methods.distill import Distiller
 from kdistill.models import create_model
-from kdistill.procedures.distill import Distiller
 from kdistill.teachers import Teacher, teacher_logits_for_split
 
 

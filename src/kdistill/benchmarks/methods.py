@@ -35,8 +35,8 @@ from kdistill import runs
 from kdistill.config import RunConfig, config_digest
 from kdistill.data import DataSet, load_dataset
 from kdistill.data.subsets import stratified_indices
-from kdistill.engine.checkpoint import atomic_write_text
 from kdistill.errors import KDistillError
+from kdistill.files import atomic_write_text, cache_dir
 
 RESULTS_NAME = "results.json"
 README_NAME = "README.md"
@@ -278,7 +278,7 @@ class BenchSettings:
 def bench_dataset(name: str, train_size: int, test_size: int | None) -> DataSet:
     """``name`` with a stratified ``train_size`` training subset (same for every seed) and the
     whole test set, or a stratified ``test_size`` part of it."""
-    full = load_dataset(name, cache_dir=runs.cache_dir())
+    full = load_dataset(name, cache_dir=cache_dir())
     train = full.train
     if train_size < len(train):
         train = train.subset(stratified_indices(train.labels, train_size, SUBSET_SEED))

@@ -1,7 +1,7 @@
 """CLI verbs of the multi-model procedures (born-again, mutual learning).
 
-Thin like every verb: parse, load the config, call :func:`~kdistill.procedures.run_born_again`
-or :func:`~kdistill.procedures.run_mutual`, print one JSON line of test errors.
+Thin like every verb: parse, load the config, call :func:`~kdistill.methods.run_born_again`
+or :func:`~kdistill.methods.run_mutual`, print one JSON line of test errors.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def run_procedure_verb(args: argparse.Namespace) -> int:
         overrides.append(f"output_dir={args.output_dir}")
     config = load_config(args.config, overrides)
     if args.verb == "born-again":
-        from kdistill.procedures import run_born_again
+        from kdistill.methods import run_born_again
 
         result = run_born_again(config, args.generations, args.resume)
         errors = {f"gen-{g.generation}": g.errors("test") for g in result.generations}
@@ -81,7 +81,7 @@ def run_procedure_verb(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    from kdistill.procedures import run_mutual
+    from kdistill.methods import run_mutual
 
     outcome = run_mutual(config, resume=args.resume, with_baselines=not args.no_baselines)
     line = {

@@ -1,7 +1,6 @@
 """Data room: in-memory data sets (MNIST, Fashion-MNIST, IDX, npz), batches and subsets."""
 
 from kdistill.data.batches import Batch, BatchLoader, random_shift
-from kdistill.data.cache import default_cache_dir
 from kdistill.data.dataset import DataSet, Split, check_num_classes
 from kdistill.data.loaders import load_dataset
 from kdistill.data.mnist import mnist_wheel_cache_dir
@@ -14,7 +13,6 @@ __all__ = [
     "Split",
     "carve_validation",
     "check_num_classes",
-    "default_cache_dir",
     "keep_classes",
     "load_dataset",
     "mnist_wheel_cache_dir",

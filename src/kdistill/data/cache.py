@@ -7,8 +7,6 @@ processes racing never leave a half-written file under the final name.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -18,36 +16,15 @@ import numpy as np
 import torch
 
 from kdistill.data.dataset import DataSet, Split
+from kdistill.files import atomic_write
 
-__all__ = ["default_cache_dir", "load_cached", "save_cached"]
+__all__ = ["load_cached", "save_cached"]
 
 CACHE_FORMAT = 1
 
 
-def default_cache_dir(cache_dir: str | Path | None = None) -> Path:
-    """``cache_dir`` if given, else env KDISTILL_CACHE, else ~/.cache/kdistill."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get("KDISTILL_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "kdistill"
-
-
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates 0600; a cache shared through KDISTILL_CACHE must be readable by all.
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
 def save_cached(path: Path, dataset: DataSet, *, source: str = "") -> None:

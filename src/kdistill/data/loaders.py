@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from kdistill.data.cache import default_cache_dir, load_cached, save_cached
+from kdistill.data.cache import load_cached, save_cached
 from kdistill.data.dataset import DataSet, build_dataset
 from kdistill.data.idx import read_idx_images, read_idx_labels
 from kdistill.data.mnist import load_mnist
 from kdistill.errors import KDistillError
+from kdistill.files import cache_dir as default_cache_dir
 
 __all__ = ["FASHION_MNIST_DIR", "load_dataset", "load_idx_dir", "load_npz"]
 

@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdistill.data.cache import default_cache_dir, load_cached, save_cached
+from kdistill.data.cache import load_cached, save_cached
 from kdistill.data.dataset import DataSet, Split, compute_fingerprint
 from kdistill.errors import KDistillError
+from kdistill.files import cache_dir as default_cache_dir
 
 __all__ = [
     "MNIST_MEMBER",

@@ -18,7 +18,7 @@ from typing import Any
 from kdistill import runs
 from kdistill.config import RunConfig, config_digest, dump_config
 from kdistill.data import DataSet
-from kdistill.engine.checkpoint import atomic_write_text
+from kdistill.files import atomic_write_text
 
 SUMMARY_NAME = "stage.json"
 

@@ -2,7 +2,7 @@
 
 A loss term is a small ``nn.Module`` that reads the student's and teacher's outputs (and,
 if it asks, intermediate tensors captured by module path) and returns one unweighted scalar.
-The :class:`~kdistill.procedures.distill.Distiller` multiplies it by the term's ``weight``
+The :class:`~kdistill.methods.distill.Distiller` multiplies it by the term's ``weight``
 and logs it under the term's ``name``, so every method is a plug-in, never a copy of the loop.
 """
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kdistill.engine.checkpoint import atomic_write_text
+from kdistill.files import atomic_write_text
 from kdistill.reports.plots import grouped_bars, line_plot
 
 PAPER = {

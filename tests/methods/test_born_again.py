@@ -15,8 +15,8 @@ from kdistill.data import DataSet
 from kdistill.engine import predict_logits
 from kdistill.engine.checkpoint import load_model, save_model
 from kdistill.errors import KDistillError
-from kdistill.procedures import born_again, run_born_again
-from kdistill.procedures.born_again import DONE_NAME
+from kdistill.methods import born_again, run_born_again
+from kdistill.methods.born_again import DONE_NAME
 from tests.conftest import mnist_subset, write_mnist_npz
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

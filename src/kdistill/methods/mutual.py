@@ -44,19 +44,19 @@ from torch import nn
 from kdistill import runs
 from kdistill.config import ModelConfig, RunConfig, config_digest, dump_config
 from kdistill.data import Batch, DataSet, check_num_classes
-from kdistill.engine.checkpoint import atomic_write_text
 from kdistill.engine.evaluate import without_confusion
 from kdistill.engine.objective import Objective, ObjectiveOutput, SupervisedObjective
 from kdistill.engine.trainer import FitResult, resolve_device
 from kdistill.errors import KDistillError
+from kdistill.files import atomic_write_text
 from kdistill.losses.logits import teacher_log_probs
-from kdistill.models import create_model
-from kdistill.procedures.born_again import (
+from kdistill.methods.born_again import (
     derived_seed,
     ensemble_log_probs,
     model_outputs,
     resumable_checkpoint,
 )
+from kdistill.models import create_model
 from kdistill.teachers import evaluate_ensembles
 
 PEER_TARGETS = ("average", "pairwise")

@@ -38,14 +38,15 @@ from torch import nn
 from kdistill import runs
 from kdistill.config import BornAgainConfig, RunConfig, TeacherConfig, config_digest, dump_config
 from kdistill.data import DataSet, Split, check_num_classes
-from kdistill.engine.checkpoint import atomic_write_text, load_model, load_tensors
+from kdistill.engine.checkpoint import load_model, load_tensors
 from kdistill.engine.evaluate import evaluate, predict_logits, without_confusion
 from kdistill.engine.objective import Objective, SupervisedObjective
 from kdistill.engine.trainer import CHECKPOINT_NAME, resolve_device
 from kdistill.errors import KDistillError
+from kdistill.files import atomic_write_text
 from kdistill.losses.logits import HardTargetLoss, SoftTargetLoss, teacher_log_probs
+from kdistill.methods.distill import Distiller
 from kdistill.models import create_model
-from kdistill.procedures.distill import Distiller
 from kdistill.teachers import evaluate_ensembles, load_teacher
 
 DONE_NAME = "done.json"

@@ -15,9 +15,9 @@ from kdistill.config import load_config, parse_config
 from kdistill.data import Batch, DataSet
 from kdistill.engine.checkpoint import load_model
 from kdistill.errors import KDistillError
+from kdistill.methods import MutualObjective, run_mutual
+from kdistill.methods.mutual import member_seed, mutual_kl, train_alone
 from kdistill.models import create_model
-from kdistill.procedures import MutualObjective, run_mutual
-from kdistill.procedures.mutual import member_seed, mutual_kl, train_alone
 from tests.conftest import mnist_subset, write_mnist_npz
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
