@@ -38,7 +38,7 @@ from kdistill.data.subsets import stratified_indices
 from kdistill.engine.checkpoint import load_model
 from kdistill.files import atomic_write_text, cache_dir
 from kdistill.methods import run_born_again, run_mutual, train_alone
-from kdistill.teachers import evaluate_ensembles
+from kdistill.teachers import evaluate_growing_ensembles
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSET_SEED = 1234
@@ -159,7 +159,7 @@ def run_suite(
 
     def independent_ensemble() -> dict[str, Any]:
         models = [load_model(folder / n / "model.safetensors")[0] for n in ("alone-A0", "alone-A1")]
-        ensembles = evaluate_ensembles(models, {"test": dataset.test}, batch_size=200)
+        ensembles = evaluate_growing_ensembles(models, {"test": dataset.test}, batch_size=200)
         return {"errors": ensembles[-1]["test"].errors}
 
     results["ensemble-A0-A1"] = stage(

@@ -32,9 +32,9 @@ def write_mnist_npz(path, mnist: DataSet, train_size: int, test_size: int):
 
     np.savez(
         path,
-        x_train=mnist.train.images[:train_size].numpy(),
+        x_train=mnist.train.inputs[:train_size].numpy(),
         y_train=mnist.train.labels[:train_size].numpy(),
-        x_test=mnist.test.images[:test_size].numpy(),
+        x_test=mnist.test.inputs[:test_size].numpy(),
         y_test=mnist.test.labels[:test_size].numpy(),
     )
     return path

@@ -22,9 +22,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class NormalizeValues(_Strict):
+    """Explicit normalisation: one value per channel (images) or per feature."""
+
+    mean: list[float] = Field(min_length=1)
+    std: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> NormalizeValues:
+        if len(self.mean) != len(self.std):
+            raise ValueError(
+                f"mean has {len(self.mean)} values and std {len(self.std)}: give as many of each"
+            )
+        return self
+
+
 class DataConfig(_Strict):
     name: str = "mnist"
-    """``mnist``, ``fashion-mnist``, ``idx:DIR`` or ``npz:FILE``."""
+    """``mnist``, ``fashion-mnist``, ``idx:DIR`` or ``npz:FILE`` (uint8 images or float
+    features of any shape, e.g. tabular ``x_train`` ``[N, F]``)."""
+    normalize: Literal["per-feature", "per-channel"] | NormalizeValues | None = None
+    """Subtract a mean and divide by a std after pixels are scaled to [0, 1]: statistics of
+    the training split ``per-feature`` or ``per-channel``, or given ``{mean: [...], std: [...]}``."""
+    input_shape: list[int] | None = None
+    """Per-example shape the models receive, e.g. ``[-1]`` for flat ``[N, 784]`` input;
+    default: as stored (``[1, 28, 28]`` for MNIST, ``[F]`` for tabular)."""
     max_shift: int = Field(0, ge=0, le=8)
     """Random translation of training images by up to this many pixels (the paper's jitter)."""
     keep_classes: list[int] | None = None
@@ -108,127 +130,7 @@ class DistillConfig(_Strict):
     """With ``hint_epochs``: keep the hint terms in stage 2 too (the paper's stage 2 drops them)."""
 
 
-class RunConfig(_Strict):
-    seed: int = 0
-    output_dir: str = "runs/run"
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    distill: DistillConfig | None = None
-    born_again: BornAgainConfig | None = None
-    """Settings of ``kdistill born-again`` (defined at the end of this module)."""
-    mutual: MutualConfig | None = None
-    """The cohort of ``kdistill mutual`` (defined at the end of this module)."""
-
-    @model_validator(mode="after")
-    def _check_transfer_set(self) -> RunConfig:
-        if self.data.keep_classes is not None and not self.data.keep_classes:
-            raise ValueError(
-                "data.keep_classes is empty: list at least one class or remove the key"
-            )
-        return self
-
-
-def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text) if text != "" else ""
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config dict."""
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        if not sep or not key:
-            raise KDistillError(
-                f"override {override!r} is not of the form key.sub=value (e.g. train.epochs=5)"
-            )
-        node = raw
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise KDistillError(f"override {override!r}: {part!r} is a value, not a section")
-            node = child
-        node[parts[-1]] = _parse_value(value)
-    return raw
-
-
-def _format_error(error: ValidationError, source: str) -> str:
-    first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    message = first["msg"]
-    if first["type"] == "extra_forbidden":
-        message = "unknown key (check its spelling and section)"
-    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return f"{source}: key {location}: {message}{more}"
-
-
-def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
-    try:
-        return RunConfig.model_validate(raw)
-    except ValidationError as error:
-        raise KDistillError(_format_error(error, source)) from None
-
-
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config (or start from defaults when ``path`` is None) and apply overrides."""
-    raw: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        path = Path(path)
-        source = str(path)
-        if not path.is_file():
-            raise KDistillError(
-                f"config file {path} does not exist: pass a YAML file (see configs/)"
-            )
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise KDistillError(f"{path}: not valid YAML{where}: fix the syntax") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise KDistillError(f"{path}: expected a mapping of sections (data, model, train, ...)")
-        raw = loaded
-    raw = apply_overrides(raw, overrides or [])
-    return parse_config(raw, source)
-
-
-# Settings that change how a run is displayed or how fast it goes, never what it learns: a
-# resumed run may change them freely.
-COSMETIC_TRAIN_KEYS = ("progress", "threads", "tensorboard", "eval_batch_size")
-
-
-def config_digest(config: RunConfig, drop: Sequence[str] = ()) -> str:
-    """A digest of everything in ``config`` that changes what is trained, to key cached runs.
-
-    Keys left at their defaults are left out, so adding a new optional setting to the schema
-    does not invalidate every cached run; so are ``output_dir``, the cosmetic train options and
-    every dotted key in ``drop`` (e.g. ``born_again.generations``, which a resumed run may raise).
-    """
-    content = config.model_dump(mode="json", exclude_defaults=True)
-    content.pop("output_dir", None)
-    for key in COSMETIC_TRAIN_KEYS:
-        content.get("train", {}).pop(key, None)
-    for dotted in drop:
-        node: Any = content
-        *parents, last = dotted.split(".")
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(last, None)
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def dump_config(config: RunConfig) -> str:
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-
-
 # --- Self and online distillation (born-again networks, deep mutual learning) ---------------
-# Defined after RunConfig, which refers to them by name; ``model_rebuild`` below resolves them.
 
 
 class BornAgainConfig(_Strict):
@@ -268,4 +170,193 @@ class MutualConfig(_Strict):
     ``pairwise``: the mean of the KLs to each other member (eq. 5). Same for two members."""
 
 
-RunConfig.model_rebuild()
+class RunConfig(_Strict):
+    """What every run has: seed, output folder, data, model, training settings and task.
+
+    Each verb has its own type below; a section another verb reads (``distill`` for
+    ``kdistill train``) is refused by name instead of silently ignored.
+    """
+
+    seed: int = 0
+    output_dir: str = "runs/run"
+    task: str = "classification"
+    """What the data, models and metrics are (see ``kdistill.tasks``)."""
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _check_transfer_set(self) -> RunConfig:
+        if self.data.keep_classes is not None and not self.data.keep_classes:
+            raise ValueError(
+                "data.keep_classes is empty: list at least one class or remove the key"
+            )
+        return self
+
+
+class TrainRunConfig(RunConfig):
+    """``kdistill train``: one model on the labels."""
+
+
+class DistillRunConfig(RunConfig):
+    """``kdistill distill``: a student (``model``) from teachers (``distill``)."""
+
+    distill: DistillConfig
+
+
+class BornAgainRunConfig(RunConfig):
+    """``kdistill born-again``."""
+
+    born_again: BornAgainConfig = Field(default_factory=BornAgainConfig)
+
+
+class MutualRunConfig(RunConfig):
+    """``kdistill mutual``."""
+
+    mutual: MutualConfig
+
+
+VERB_SECTIONS: dict[str, tuple[str, type[RunConfig]]] = {
+    "distill": ("distill", DistillRunConfig),
+    "born_again": ("born-again", BornAgainRunConfig),
+    "mutual": ("mutual", MutualRunConfig),
+}
+"""Top-level section -> (the verb that reads it, its config type)."""
+
+
+def config_type_for(raw: dict[str, Any]) -> type[RunConfig]:
+    """The config type of a raw config by the verb section it has (train when none)."""
+    present = [section for section in VERB_SECTIONS if section in raw]
+    if len(present) > 1:
+        raise KDistillError(
+            f"config has sections {', '.join(present)} of different verbs: keep one"
+        )
+    return VERB_SECTIONS[present[0]][1] if present else TrainRunConfig
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config dict."""
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep or not key:
+            raise KDistillError(
+                f"override {override!r} is not of the form key.sub=value (e.g. train.epochs=5)"
+            )
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise KDistillError(f"override {override!r}: {part!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = _parse_value(value)
+    return raw
+
+
+def _format_error(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "missing" and location in VERB_SECTIONS:
+        return f"{source}: this config has no {location} section: add one (see configs/)"
+    if first["type"] == "extra_forbidden":
+        message = "unknown key (check its spelling and section)"
+        if location in VERB_SECTIONS:
+            verb = VERB_SECTIONS[location][0]
+            message = f"this verb does not read it: run `kdistill {verb}`, or remove the section"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{source}: key {location}: {message}{more}"
+
+
+def parse_config(
+    raw: dict[str, Any], source: str = "config", schema: type[RunConfig] | None = None
+) -> RunConfig:
+    """Validate ``raw`` as ``schema`` (by default the type its verb section implies)."""
+    # ``distill: null`` (e.g. an override that turns a distillation stage into its
+    # hard-label baseline) means no such section.
+    raw = {key: value for key, value in raw.items() if not (key in VERB_SECTIONS and value is None)}
+    schema = schema or config_type_for(raw)
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as error:
+        raise KDistillError(_format_error(error, source)) from None
+
+
+def load_config(
+    path: str | Path | None,
+    overrides: list[str] | None = None,
+    schema: type[RunConfig] | None = None,
+) -> RunConfig:
+    """Read a YAML config (or start from defaults when ``path`` is None), apply overrides and
+    validate it as ``schema`` (a verb's type; by default the one its sections imply)."""
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise KDistillError(
+                f"config file {path} does not exist: pass a YAML file (see configs/)"
+            )
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise KDistillError(f"{path}: not valid YAML{where}: fix the syntax") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise KDistillError(f"{path}: expected a mapping of sections (data, model, train, ...)")
+        raw = loaded
+    raw = apply_overrides(raw, overrides or [])
+    return parse_config(raw, source, schema)
+
+
+# Settings that change how a run is displayed or how fast it goes, never what it learns: a
+# resumed run may change them freely.
+COSMETIC_TRAIN_KEYS = ("progress", "threads", "tensorboard", "eval_batch_size")
+
+
+def config_digest(config: RunConfig, drop: Sequence[str] = ()) -> str:
+    """A digest of everything in ``config`` that changes what is trained, to key cached runs.
+
+    Keys left at their defaults are left out, so adding a new optional setting to the schema
+    does not invalidate every cached run; so are ``output_dir``, the cosmetic train options and
+    every dotted key in ``drop`` (e.g. ``born_again.generations``, which a resumed run may raise).
+    """
+    content = config.model_dump(mode="json", exclude_defaults=True)
+    content.pop("output_dir", None)
+    for key in COSMETIC_TRAIN_KEYS:
+        content.get("train", {}).pop(key, None)
+    for dotted in drop:
+        node: Any = content
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    content = _without_empty_sections(content)
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _without_empty_sections(content: dict[str, Any]) -> dict[str, Any]:
+    # A section left empty by ``drop`` says the same as an absent one (all defaults).
+    pruned = {}
+    for key, value in content.items():
+        if isinstance(value, dict):
+            value = _without_empty_sections(value)
+            if not value:
+                continue
+        pruned[key] = value
+    return pruned
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -59,7 +59,7 @@ def test_max_shift_zero_is_identity_and_negative_is_refused():
 
 def _split(n=23, classes=4):
     images = torch.arange(n, dtype=torch.uint8).reshape(n, 1, 1, 1).expand(n, 1, 3, 3).clone()
-    return Split(images=images, labels=torch.arange(n) % classes)
+    return Split(inputs=images, labels=torch.arange(n) % classes)
 
 
 def _collect(loader, epoch):
@@ -77,7 +77,7 @@ def test_loader_covers_every_index_once_and_batches_match_the_split():
     assert sorted(seen.tolist()) == list(range(23))
     for batch in batches:
         assert batch.inputs.dtype == torch.float32 and batch.inputs.shape[1:] == (1, 3, 3)
-        expected = split.images[batch.indices].float() / 255
+        expected = split.inputs[batch.indices].float() / 255
         assert torch.equal(batch.inputs, expected)
         assert torch.equal(batch.labels, split.labels[batch.indices])
         assert batch.indices.dtype == torch.int64 and batch.labels.dtype == torch.int64
@@ -116,7 +116,7 @@ def test_no_shuffle_drop_last_and_to():
 
 def test_jitter_is_applied_per_epoch():
     split = Split(torch.zeros(64, 1, 7, 7, dtype=torch.uint8), torch.zeros(64, dtype=torch.long))
-    split.images[:, 0, 3, 3] = 255
+    split.inputs[:, 0, 3, 3] = 255
     loader = BatchLoader(split, 64, shuffle=False, max_shift=2)
     first = next(iter(loader)).inputs
     assert torch.all(first.sum((1, 2, 3)) == 1.0)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import kdistill.data.loaders as loaders
-from kdistill.data import DataSet, check_num_classes, load_dataset
+from kdistill.data import DataSet, load_dataset
 from kdistill.errors import KDistillError
 
 from .fakes import tiny_arrays, write_idx, write_idx_dir
@@ -36,9 +36,9 @@ def test_idx_dir_loads_real_values(tmp_path, gz):
     ds = load_dataset(f"idx:{directory}")
     assert isinstance(ds, DataSet)
     assert ds.name == "digits" and ds.num_classes == 4 and ds.validation is None
-    assert ds.train.images.dtype == torch.uint8 and ds.train.images.shape == (40, 1, 6, 5)
+    assert ds.train.inputs.dtype == torch.uint8 and ds.train.inputs.shape == (40, 1, 6, 5)
     assert ds.train.labels.dtype == torch.int64 and ds.test.labels.shape == (20,)
-    np.testing.assert_array_equal(ds.train.images[:, 0].numpy(), x_train)
+    np.testing.assert_array_equal(ds.train.inputs[:, 0].numpy(), x_train)
     np.testing.assert_array_equal(ds.test.labels.numpy(), y_test)
     assert len(ds.fingerprint) == 64 and int(ds.fingerprint, 16) >= 0
 
@@ -112,26 +112,28 @@ def test_npz_uint8_nhw(tmp_path):
     arrays = _arrays()
     ds = load_dataset(f"npz:{_npz(tmp_path, **arrays)}")
     assert ds.name == "set" and ds.num_classes == 4
-    assert ds.train.images.shape == (40, 1, 6, 5)
-    np.testing.assert_array_equal(ds.train.images[:, 0].numpy(), arrays["x_train"])
+    assert ds.train.inputs.shape == (40, 1, 6, 5)
+    np.testing.assert_array_equal(ds.train.inputs[:, 0].numpy(), arrays["x_train"])
 
 
 def test_npz_nchw_and_float_images(tmp_path):
     rng = np.random.default_rng(3)
     x = rng.integers(0, 256, (8, 3, 4, 4), dtype=np.uint8)
     y = np.arange(8) % 3
-    ds = load_dataset(
-        f"npz:{_npz(tmp_path, x_train=x.astype(np.float32) / 255, y_train=y, x_test=x, y_test=y)}"
-    )
-    assert ds.train.images.shape == (8, 3, 4, 4)
-    np.testing.assert_array_equal(ds.train.images.numpy(), x)  # /255 then *255 rounds back
-    np.testing.assert_array_equal(ds.test.images.numpy(), x)
+    ds = load_dataset(f"npz:{_npz(tmp_path, x_train=x, y_train=y, x_test=x, y_test=y)}")
+    assert ds.train.inputs.shape == (8, 3, 4, 4) and ds.train.inputs.dtype == torch.uint8
+    np.testing.assert_array_equal(ds.test.inputs.numpy(), x)
+    # Float images keep their precision: not squeezed into uint8.
+    floats = x.astype(np.float32) / 255 + 1e-4
+    ds = load_dataset(f"npz:{_npz(tmp_path, x_train=floats, y_train=y, x_test=floats, y_test=y)}")
+    assert ds.train.inputs.dtype == torch.float32
+    np.testing.assert_array_equal(ds.train.inputs.numpy(), floats)
 
 
 @pytest.mark.parametrize(
     ("overrides", "words"),
     [
-        (dict(y_train=np.arange(39) % 4), ["x_train has 40 images", "y_train has 39 labels"]),
+        (dict(y_train=np.arange(39) % 4), ["x_train has 40 examples", "y_train has 39 labels"]),
         (dict(y_test=np.r_[-1, np.arange(19)]), ["y_test", "negative label -1"]),
         (dict(y_train=np.full(40, 70_000)), ["y_train", "label 70000", "largest allowed"]),
         (dict(y_train=np.arange(40) * 0.5), ["y_train", "dtype float64", "integer class ids"]),
@@ -140,11 +142,14 @@ def test_npz_nchw_and_float_images(tmp_path):
             dict(x_train=np.zeros((0, 6, 5), np.uint8), y_train=np.zeros(0, int)),
             ["x_train", "empty"],
         ),
-        (dict(x_test=np.full((20, 6, 5), 2.0)), ["x_test", "[0, 1]", "divide by 255"]),
+        (dict(x_test=np.full((20, 6, 5), 2.0)), ["x_train is uint8", "x_test is float", "same"]),
         (dict(x_test=np.full((20, 6, 5), 300)), ["x_test", "0..255"]),
         (dict(x_train=np.zeros((40, 28, 28, 3), np.uint8)), ["x_train", "channels-last"]),
         (dict(x_train=np.zeros((40, 30), np.uint8)), ["x_train", "[N, H, W]"]),
-        (dict(x_test=np.zeros((20, 7, 5), np.uint8)), ["[1, 6, 5]", "[1, 7, 5]", "same [C, H, W]"]),
+        (
+            dict(x_test=np.zeros((20, 7, 5), np.uint8)),
+            ["[1, 6, 5]", "[1, 7, 5]", "same per-example shape"],
+        ),
     ],
 )
 def test_npz_bad_inputs(tmp_path, overrides, words):
@@ -185,17 +190,6 @@ def test_unknown_spec_lists_valid_forms(tmp_path):
     _one_line_error(lambda: load_dataset("idx:"), "no path after 'idx:'")
 
 
-def test_check_num_classes(tmp_path):
-    ds = load_dataset(f"npz:{_npz(tmp_path, **_arrays())}")
-    check_num_classes(ds, 4)
-    check_num_classes(ds, 10)
-    message = _one_line_error(lambda: check_num_classes(ds, 3), "has 4 classes", "outputs 3")
-    assert "model.kwargs.num_classes ≥ 4" in message
-
-
-# ---------------------------------------------------------------- converted cache (Fashion path)
-
-
 def test_fashion_mnist_missing_says_how_to_install(tmp_path):
     _one_line_error(
         lambda: loaders.load_fashion_mnist(tmp_path, directory=tmp_path / "absent"),
@@ -216,7 +210,7 @@ def test_cache_hit_corruption_and_source_change(tmp_path, monkeypatch):
     monkeypatch.setattr(loaders, "_read_idx_arrays", lambda files: pytest.fail("cache missed"))
     second = loaders.load_fashion_mnist(cache, directory=source)
     assert second.fingerprint == first.fingerprint
-    assert torch.equal(second.train.images, first.train.images)
+    assert torch.equal(second.train.inputs, first.train.inputs)
     assert torch.equal(second.test.labels, first.test.labels)
     monkeypatch.setattr(loaders, "_read_idx_arrays", real_read)
 
@@ -248,7 +242,7 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 def test_real_fashion_mnist(tmp_path):
     ds = load_dataset("fashion-mnist", cache_dir=tmp_path)
     assert ds.name == "fashion-mnist" and ds.num_classes == 10
-    assert ds.train.images.shape == (60_000, 1, 28, 28) and ds.test.images.shape == (
+    assert ds.train.inputs.shape == (60_000, 1, 28, 28) and ds.test.inputs.shape == (
         10_000,
         1,
         28,
@@ -256,7 +250,7 @@ def test_real_fashion_mnist(tmp_path):
     )
     assert ds.train.class_counts().tolist() == [6000] * 10
     assert ds.test.class_counts().tolist() == [1000] * 10
-    assert int(ds.train.images.min()) == 0 and int(ds.train.images.max()) == 255
+    assert int(ds.train.inputs.min()) == 0 and int(ds.train.inputs.max()) == 255
     assert (tmp_path / "datasets" / "fashion-mnist.npz").is_file()
     again = load_dataset("fashion-mnist", cache_dir=tmp_path)
     assert again.fingerprint == ds.fingerprint

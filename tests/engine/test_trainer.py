@@ -11,7 +11,8 @@ import torch
 import yaml
 
 from kdistill.config import TrainConfig
-from kdistill.engine import SupervisedObjective, fit
+from kdistill.data import TrainingData
+from kdistill.engine import FitSettings, SupervisedObjective, fit
 from kdistill.engine.checkpoint import load_tensors
 from kdistill.models import create_model
 
@@ -77,7 +78,11 @@ def test_fit_learns_real_digits_and_logs_every_epoch(tmp_path, mnist):
     torch.manual_seed(0)
     model = create_model("mlp", hidden_sizes=[128])
     config = TrainConfig(epochs=2, batch_size=50, progress=False)
-    result = fit(SupervisedObjective(model), train, {"test": test}, config, tmp_path, seed=0)
+    result = fit(
+        SupervisedObjective(model),
+        TrainingData(train, {"test": test}),
+        FitSettings(config, tmp_path, seed=0),
+    )
     errors = [record["model"]["test"]["errors"] for record in result.history]
     assert len(errors) == 2
     assert all(r["seconds"] > 0 and r["eval_seconds"] > 0 for r in result.history)
@@ -94,10 +99,8 @@ def test_mixed_precision_option_runs_on_cpu(tmp_path, mnist):
     config = TrainConfig(epochs=1, batch_size=100, progress=False, mixed_precision="bf16")
     result = fit(
         SupervisedObjective(model),
-        train,
-        {"test": mnist.test.subset(torch.arange(100))},
-        config,
-        tmp_path,
+        TrainingData(train, {"test": mnist.test.subset(torch.arange(100))}),
+        FitSettings(config, tmp_path),
     )
     assert result.history[0]["train"]["loss"]["hard_targets"] > 0
     assert model.layers[1].weight.dtype == torch.float32  # autocast keeps fp32 master weights
@@ -129,10 +132,8 @@ def test_tensorboard_without_the_package_is_a_one_line_error(tmp_path, mnist):
     with pytest.raises(KDistillError, match=r"pip install 'kdistill\[tensorboard\]'"):
         fit(
             SupervisedObjective(create_model("mlp", hidden_sizes=[4])),
-            mnist.test.subset(torch.arange(100)),
-            {},
-            config,
-            tmp_path,
+            TrainingData(mnist.test.subset(torch.arange(100)), {}),
+            FitSettings(config, tmp_path),
         )
 
 
@@ -156,7 +157,11 @@ def test_the_dry_run_before_training_leaves_batch_norm_statistics_alone(
     from kdistill.teachers import Teacher
 
     distiller = Distiller(model, Teacher([create_model("cnn", channels=[4])]), [SoftTargetLoss()])
-    fit(distiller, mnist.train.subset(torch.arange(100)), {}, config, tmp_path)
+    fit(
+        distiller,
+        TrainingData(mnist.train.subset(torch.arange(100)), {}),
+        FitSettings(config, tmp_path),
+    )
     torch.testing.assert_close(seen["running_mean"], torch.zeros(4))
     assert not torch.equal(model.features[1].running_mean, torch.zeros(4))  # training did move them
 
@@ -176,7 +181,11 @@ def test_a_diverging_run_stops_with_a_one_line_error_before_any_checkpoint(tmp_p
         optimizer={"name": "sgd", "lr": 1e12},
     )
     with pytest.raises(KDistillError, match=r"loss became .* lower train.optimizer.lr") as error:
-        fit(SupervisedObjective(model), train, {}, config, tmp_path, seed=0)
+        fit(
+            SupervisedObjective(model),
+            TrainingData(train, {}),
+            FitSettings(config, tmp_path, seed=0),
+        )
     assert "\n" not in str(error.value)
     assert not (tmp_path / "checkpoint.safetensors").exists()
     assert not (tmp_path / "model.safetensors").exists()

@@ -1,5 +1,5 @@
 """Every registered loss term, end to end on real MNIST images: from a config through
-``runs.distill`` and from Python through ``Distiller`` + ``fit``.
+``methods.distill`` and from Python through ``Distiller`` + ``fit``.
 
 A tiny CNN teacher (untrained: the plumbing, not the accuracy, is under test) is saved with
 ``save_model``; students are 1-epoch runs on a 300-image subset.
@@ -7,16 +7,17 @@ A tiny CNN teacher (untrained: the plumbing, not the accuracy, is under test) is
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from kdistill import runs
-from kdistill.config import RunConfig, TeacherConfig, TrainConfig
-from kdistill.data import DataSet
-from kdistill.engine import fit, save_model
+from kdistill import methods
+from kdistill.config import RunConfig, TeacherConfig, TrainConfig, parse_config
+from kdistill.data import DataSet, TrainingData
+from kdistill.engine import FitSettings, fit, save_model
 from kdistill.engine.checkpoint import load_tensors
 from kdistill.errors import KDistillError
 from kdistill.losses.logits import HardTargetLoss
@@ -80,7 +81,7 @@ def _isolated_cache(tmp_path, monkeypatch) -> None:
 
 
 def _config(tmp_path: Path, teacher_file: Path, **distill: Any) -> RunConfig:
-    return RunConfig.model_validate(
+    return parse_config(
         {
             "output_dir": str(tmp_path / "run"),
             "model": STUDENT,
@@ -106,7 +107,7 @@ def test_term_from_config_through_runs_distill(kind, tmp_path, tiny, teacher_fil
         temperature=4.0,
         terms=[{"kind": kind, "weight": 0.5, **TERM_OPTIONS[kind]}],
     )
-    result = runs.distill(config, dataset=tiny)
+    result = methods.distill(config, dataset=tiny)
     losses = result.history[0]["train"]["loss"]
     names = [name for name in losses if name == kind or name.startswith(f"{kind}.")]
     assert names, losses
@@ -127,10 +128,10 @@ def test_term_from_python_with_distiller_and_fit(kind, tmp_path, tiny, teacher_f
     before = {name: value.clone() for name, value in student.state_dict().items()}
     result = fit(
         objective,
-        tiny.train,
-        {"test": tiny.test},
-        TrainConfig(epochs=1, batch_size=100, progress=False, threads=1),
-        tmp_path / "run",
+        TrainingData(tiny.train, {"test": tiny.test}),
+        FitSettings(
+            TrainConfig(epochs=1, batch_size=100, progress=False, threads=1), tmp_path / "run"
+        ),
     )
     assert kind in result.history[0]["train"]["loss"] or kind == "hard_targets"
     changed = [
@@ -156,10 +157,10 @@ def test_adapters_are_trained_and_not_exported(kind, tmp_path, tiny, teacher_fil
     )
     fit(
         objective,
-        tiny.train.subset(torch.arange(100)),
-        {},
-        TrainConfig(epochs=1, batch_size=100, progress=False, threads=1),
-        tmp_path / "run",
+        TrainingData(tiny.train.subset(torch.arange(100)), {}),
+        FitSettings(
+            TrainConfig(epochs=1, batch_size=100, progress=False, threads=1), tmp_path / "run"
+        ),
     )
     for name, value in term.named_parameters():
         assert not value.detach().equal(adapters[name]), f"{kind} adapter {name} did not train"
@@ -176,7 +177,7 @@ def test_unknown_module_path_in_config_lists_the_paths(tmp_path, tiny, teacher_f
         terms=[{"kind": "fitnet", "student": "features.42", "teacher": "features.5"}],
     )
     with pytest.raises(KDistillError) as error:
-        runs.distill(config, dataset=tiny)
+        methods.distill(config, dataset=tiny)
     message = str(error.value)
     assert "\n" not in message
     assert message.startswith("no module 'features.42' in SmallCNN; module paths are: ")
@@ -188,7 +189,7 @@ def test_fitnet_two_stage_runs_hints_then_kd(
     tmp_path, tiny, teacher_file, monkeypatch, keep_hints
 ) -> None:
     calls: list[dict[str, Any]] = []
-    real_fit = runs.fit
+    real_fit = importlib.import_module("kdistill.methods.distill").fit
 
     def recording_fit(objective, *args, **kwargs):
         student = objective.student
@@ -199,12 +200,12 @@ def test_fitnet_two_stage_runs_hints_then_kd(
                 "terms": [term.name for term in objective.terms],
                 "start": start,
                 "end": {name: value.clone() for name, value in student.state_dict().items()},
-                "epochs": kwargs.get("epochs"),
+                "epochs": args[1].train.epochs,
             }
         )
         return result
 
-    monkeypatch.setattr(runs, "fit", recording_fit)
+    monkeypatch.setattr(importlib.import_module("kdistill.methods.distill"), "fit", recording_fit)
     config = _config(
         tmp_path,
         teacher_file,
@@ -212,7 +213,7 @@ def test_fitnet_two_stage_runs_hints_then_kd(
         keep_hints=keep_hints,
         terms=[{"kind": "fitnet", "weight": 1.0, **TERM_OPTIONS["fitnet"]}],
     )
-    result = runs.distill(config, dataset=tiny)
+    result = methods.distill(config, dataset=tiny)
     hint, full = calls
     assert hint["terms"] == ["fitnet"] and hint["epochs"] == 1
     stage_two = ["soft_targets", "hard_targets"] + (["fitnet"] if keep_hints else [])
@@ -230,4 +231,4 @@ def test_fitnet_two_stage_runs_hints_then_kd(
 def test_hint_epochs_without_a_fitnet_term_is_a_config_error(tmp_path, tiny, teacher_file):
     config = _config(tmp_path, teacher_file, hint_epochs=2)
     with pytest.raises(KDistillError, match="hint_epochs=2 needs a fitnet term in distill.terms"):
-        runs.distill(config, dataset=tiny)
+        methods.distill(config, dataset=tiny)

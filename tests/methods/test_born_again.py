@@ -8,15 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdistill import runs
+from kdistill import methods
 from kdistill.cli.main import main
-from kdistill.config import load_config, parse_config
+from kdistill.config import BornAgainRunConfig, TrainRunConfig, load_config, parse_config
 from kdistill.data import DataSet
-from kdistill.engine import predict_logits
 from kdistill.engine.checkpoint import load_model, save_model
 from kdistill.errors import KDistillError
 from kdistill.methods import born_again, run_born_again
 from kdistill.methods.born_again import DONE_NAME
+from kdistill.tasks import predict_logits
 from tests.conftest import mnist_subset, write_mnist_npz
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -43,15 +43,15 @@ def _config(tmp_path, epochs=1, **born_again_settings):
 
 
 def _spy_on_fit(monkeypatch):
-    """Record the folder of every engine call the born-again loop makes (through runs.fit_prepared)."""
+    """Record the folder of every engine call the born-again loop makes."""
     calls: list[tuple[str, bool]] = []
-    real = runs.fit
+    real = born_again.fit
 
-    def spy(objective, train, evals, config, run_dir, **kwargs):
-        calls.append((Path(run_dir).name, kwargs["resume"]))
-        return real(objective, train, evals, config, run_dir, **kwargs)
+    def spy(objective, data, settings, *, resume=False):
+        calls.append((Path(settings.run_dir).name, resume))
+        return real(objective, data, settings, resume=resume)
 
-    monkeypatch.setattr(runs, "fit", spy)
+    monkeypatch.setattr(born_again, "fit", spy)
     return calls
 
 
@@ -117,10 +117,10 @@ def test_resume_after_a_lost_marker_does_not_retrain_earlier_generations(
 
 def test_a_run_killed_mid_generation_resumes_in_that_generation(tmp_path, small, monkeypatch):
     config = _config(tmp_path, epochs=2)
-    real = runs.fit
+    real = born_again.fit
 
-    def killed_in_gen_2_epoch_2(objective, train, evals, train_config, run_dir, **kwargs):
-        if Path(run_dir).name == "gen-2":
+    def killed_in_gen_2_epoch_2(objective, data, settings, *, resume=False):
+        if Path(settings.run_dir).name == "gen-2":
             forward, steps = objective.forward, {"n": 0}
 
             def dying_forward(batch):
@@ -130,9 +130,9 @@ def test_a_run_killed_mid_generation_resumes_in_that_generation(tmp_path, small,
                 return forward(batch)
 
             objective.forward = dying_forward
-        return real(objective, train, evals, train_config, run_dir, **kwargs)
+        return real(objective, data, settings, resume=resume)
 
-    monkeypatch.setattr(runs, "fit", killed_in_gen_2_epoch_2)
+    monkeypatch.setattr(born_again, "fit", killed_in_gen_2_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         run_born_again(config, generations=3, dataset=small)
     root = tmp_path / "ban"
@@ -182,7 +182,7 @@ def test_resume_with_a_different_config_is_refused(tmp_path, small):
 def test_reported_ban_ensembles_match_the_saved_generations(tmp_path, small):
     result = run_born_again(_config(tmp_path), generations=2, dataset=small)
     probs = [
-        F.softmax(predict_logits(load_model(g.model_path)[0], small.test.images), dim=1)
+        F.softmax(predict_logits(load_model(g.model_path)[0], small.test), dim=1)
         for g in result.generations[1:]
     ]
     for k in (1, 2):
@@ -192,8 +192,14 @@ def test_reported_ban_ensembles_match_the_saved_generations(tmp_path, small):
 
 def test_generation_zero_is_kdistill_train_and_can_be_given(tmp_path, small, monkeypatch):
     config = _config(tmp_path)
-    plain = config.model_copy(update={"born_again": None, "output_dir": str(tmp_path / "plain")})
-    runs.train(plain, dataset=small)
+    plain = TrainRunConfig(
+        seed=config.seed,
+        data=config.data,
+        model=config.model,
+        train=config.train,
+        output_dir=str(tmp_path / "plain"),
+    )
+    methods.train(plain, dataset=small)
     teacher = tmp_path / "plain" / "model.safetensors"
     calls = _spy_on_fit(monkeypatch)
     given = _config(tmp_path, teacher=str(teacher))
@@ -218,11 +224,10 @@ def test_bad_settings_are_one_line_errors(tmp_path, small):
         run_born_again(_config(tmp_path), generations=0, dataset=small)
     with pytest.raises(KDistillError, match="both 0"):
         _config(tmp_path, soft_target_weight=0, hard_target_weight=0)
-    config = _config(tmp_path).model_copy(
-        update={"distill": parse_config({"distill": {"teachers": [{"checkpoint": "x"}]}}).distill}
-    )
-    with pytest.raises(KDistillError, match="not distill"):
-        run_born_again(config, dataset=small)
+    with pytest.raises(KDistillError, match="born_again section"):
+        run_born_again(TrainRunConfig(), dataset=small)
+    with pytest.raises(KDistillError, match="this verb does not read it"):
+        load_config(None, ["distill.teachers=[{checkpoint: x}]"], schema=BornAgainRunConfig)
 
 
 def test_distill_generations_config_runs_end_to_end(tmp_path, small, monkeypatch):
@@ -244,7 +249,7 @@ def test_distill_generations_config_runs_end_to_end(tmp_path, small, monkeypatch
     assert [t.checkpoint for t in student.distill.teachers] == [
         str(g.model_path) for g in chain.generations[1:]
     ]
-    result = runs.distill(student, dataset=small)
+    result = methods.distill(student, dataset=small)
     assert Path(student.output_dir, "student.safetensors").exists()
     # Two short epochs: well clear of chance (90% errors) is the bar.
     assert 0 < result.errors("student") < 0.8 * len(small.test)

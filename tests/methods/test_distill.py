@@ -2,8 +2,8 @@
 
 import torch
 
-from kdistill import runs
-from kdistill.config import RunConfig
+from kdistill import methods
+from kdistill.config import parse_config
 from kdistill.data import DataSet
 from kdistill.engine import save_model
 from tests.conftest import mnist_subset
@@ -32,8 +32,8 @@ def test_distilled_student_makes_fewer_errors_than_hard_label_baseline(
     common = {
         "train": {"epochs": 6, "batch_size": 50, "progress": False, "optimizer": {"lr": 0.05}}
     }
-    teacher = runs.train(
-        RunConfig.model_validate(
+    teacher = methods.train(
+        parse_config(
             {
                 **common,
                 "seed": 0,
@@ -56,8 +56,8 @@ def test_distilled_student_makes_fewer_errors_than_hard_label_baseline(
     common["train"]["epochs"] = 15
     teacher_file = str(tmp_path / "teacher" / "model.safetensors")
     for seed in (1, 2, 3):
-        hard = runs.train(
-            RunConfig.model_validate(
+        hard = methods.train(
+            parse_config(
                 {
                     **common,
                     "seed": seed,
@@ -67,8 +67,8 @@ def test_distilled_student_makes_fewer_errors_than_hard_label_baseline(
             ),
             dataset=transfer_set,
         )
-        distilled = runs.distill(
-            RunConfig.model_validate(
+        distilled = methods.distill(
+            parse_config(
                 {
                     **common,
                     "seed": seed,
@@ -98,8 +98,8 @@ def test_unlabeled_transfer_set_uses_soft_term_only(tmp_path, mnist, monkeypatch
         create_model("mlp", hidden_sizes=[32]),
         {"name": "mlp", "kwargs": {"hidden_sizes": [32]}},
     )
-    result = runs.distill(
-        RunConfig.model_validate(
+    result = methods.distill(
+        parse_config(
             {
                 "output_dir": str(tmp_path / "u"),
                 "model": {"name": "mlp", "kwargs": {"hidden_sizes": [16]}},

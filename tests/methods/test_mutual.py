@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdistill import runs
+from kdistill import methods
 from kdistill.cli.main import main
-from kdistill.config import load_config, parse_config
+from kdistill.config import TrainRunConfig, load_config, parse_config
 from kdistill.data import Batch, DataSet
 from kdistill.engine.checkpoint import load_model
 from kdistill.errors import KDistillError
@@ -131,7 +131,7 @@ def test_objective_returns_weighted_named_losses_per_member():
     assert list(objective.evaluation_models()) == ["member0", "member1", "member2"]
     # Training error is read from the cohort ensemble: the log of the mean distribution.
     mean_probs = torch.stack([F.softmax(z, dim=-1) for z in logits]).mean(0)
-    assert torch.allclose(output.logits.exp(), mean_probs, atol=1e-6)
+    assert torch.allclose(output.outputs.exp(), mean_probs, atol=1e-6)
     # kl_weight 0: plain independent cross-entropies, no KL entries.
     assert list(MutualObjective(members, kl_weight=0)(batch).losses) == ["ce.0", "ce.1", "ce.2"]
 
@@ -206,14 +206,14 @@ def test_without_kl_each_member_ends_exactly_like_its_alone_baseline(tmp_path, s
 def test_train_alone_member_zero_is_kdistill_train_with_the_same_seed(tmp_path, small):
     config = _config(tmp_path)
     alone = train_alone(config, 0, tmp_path / "alone", dataset=small)
-    plain = config.model_copy(
-        update={
-            "model": config.mutual.members[0],
-            "mutual": None,
-            "output_dir": str(tmp_path / "t"),
-        }
+    plain = TrainRunConfig(
+        seed=config.seed,
+        data=config.data,
+        train=config.train,
+        model=config.mutual.members[0],
+        output_dir=str(tmp_path / "t"),
     )
-    trained = runs.train(plain, dataset=small)
+    trained = methods.train(plain, dataset=small)
     assert alone.final["model"]["test"]["errors"] == trained.final["model"]["test"]["errors"]
     first, _ = load_model(tmp_path / "alone" / "model.safetensors")
     second, _ = load_model(tmp_path / "t" / "model.safetensors")
@@ -242,7 +242,7 @@ def test_distill_cohort_config_runs_end_to_end(tmp_path, small, monkeypatch):
         CONFIGS / "mutual" / "distill-cohort.yaml",
         quick + ["model.kwargs.hidden_sizes=[32]"],
     )
-    result = runs.distill(student, dataset=small)
+    result = methods.distill(student, dataset=small)
     assert Path(student.output_dir, "student.safetensors").exists()
     assert len(student.distill.teachers) == 2 and all(0 < n < 250 for n in members)
     # Three short epochs from two weak teachers: well clear of chance (90% errors) is the bar.

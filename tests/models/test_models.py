@@ -47,7 +47,7 @@ def test_user_factory_by_import_path():
     [
         ("nosuch", {}, "neither a registered name"),
         ("nosuchpackage.mod:f", {}, "cannot import module"),
-        ("torch.nn:NoSuchThing", {}, "has no callable"),
+        ("torch.nn:NoSuchThing", {}, "has no attribute"),
         ("mlp", {"hidden": [3]}, "does not accept these kwargs"),
         ("collections:OrderedDict", {}, "not a torch.nn.Module"),
     ],

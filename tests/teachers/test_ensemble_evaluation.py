@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from kdistill.data import Split
-from kdistill.teachers import Teacher, evaluate_ensemble, evaluate_ensembles
+from kdistill.teachers import Teacher, evaluate_growing_ensembles, evaluate_teacher
 
 
 def test_prefix_ensembles_equal_a_hand_average():
@@ -16,7 +16,7 @@ def test_prefix_ensembles_equal_a_hand_average():
     images = torch.randint(0, 256, (7, 1, 2, 2), dtype=torch.uint8)
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0])
     split = Split(images, labels)
-    ensembles = evaluate_ensembles(models, {"test": split}, batch_size=3)
+    ensembles = evaluate_growing_ensembles(models, {"test": split}, batch_size=3)
     with torch.no_grad():
         probs = [F.softmax(m(images.float() / 255.0), dim=1).tolist() for m in models]
     for size in (1, 2, 3):
@@ -34,7 +34,7 @@ def test_geometric_ensemble_is_the_normalised_geometric_mean_and_members_are_tes
     models = [torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3)) for _ in range(2)]
     images = torch.randint(0, 256, (9, 1, 2, 2), dtype=torch.uint8)
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2])
-    combined, members = evaluate_ensemble(Teacher(models), Split(images, labels), "geometric")
+    combined, members = evaluate_teacher(Teacher(models), Split(images, labels), "geometric")
     with torch.no_grad():
         probs = [F.softmax(m(images.float() / 255.0), dim=1) for m in models]
     root = (probs[0] * probs[1]).sqrt()

@@ -72,8 +72,8 @@ def test_after_step_constrains_the_student_but_never_the_frozen_teacher():
 
 
 def test_evaluate_ensemble_matches_a_hand_average(mnist):
-    from kdistill.engine.evaluate import predict_logits
-    from kdistill.teachers import evaluate_ensemble
+    from kdistill.tasks import predict_logits
+    from kdistill.teachers import evaluate_teacher
 
     split = mnist.test.subset(torch.arange(300))
     teacher = Teacher([create_model("mlp", hidden_sizes=[16]) for _ in range(2)])
@@ -81,10 +81,8 @@ def test_evaluate_ensemble_matches_a_hand_average(mnist):
         ("arithmetic", lambda p: p.mean(0)),
         ("geometric", lambda p: p.log().mean(0).exp()),
     ):
-        result, members = evaluate_ensemble(teacher, split, rule)
-        probabilities = torch.stack(
-            [predict_logits(m, split.images).softmax(-1) for m in teacher.members]
-        )
+        result, members = evaluate_teacher(teacher, split, rule)
+        probabilities = torch.stack([predict_logits(m, split).softmax(-1) for m in teacher.members])
         expected = int((combine(probabilities).argmax(-1) != split.labels).sum())
         assert result.errors == expected
         assert [m.errors for m in members] == [

@@ -8,7 +8,7 @@ seed, the same small CNN student is trained with the same epochs, batches and op
 * ``<method>``: the method's term(s) plus the hard labels, no soft targets ("alone"),
 * ``kd+<method>``: the KD objective plus the method's term(s).
 
-Every run is a plain :func:`kdistill.runs.train` / :func:`kdistill.runs.distill` call on a
+Every run is a plain :func:`kdistill.methods.run` call on a
 config (the same configs as ``configs/methods/*.yaml``), so the table measures the toolkit
 itself. Each finished (data set, variant, seed) run leaves a JSON file in the work
 directory; a killed benchmark re-run with the same options reads those back and resumes the
@@ -31,8 +31,8 @@ from typing import Any
 
 import torch
 
-from kdistill import runs
-from kdistill.config import RunConfig, config_digest
+from kdistill import methods
+from kdistill.config import RunConfig, config_digest, parse_config
 from kdistill.data import DataSet, load_dataset
 from kdistill.data.subsets import stratified_indices
 from kdistill.errors import KDistillError
@@ -312,7 +312,7 @@ def _model(channels: Sequence[int]) -> dict[str, Any]:
 
 def teacher_config(settings: BenchSettings, dataset: str, run_dir: Path) -> RunConfig:
     """The teacher of ``dataset``: hard labels, seed 0, the students' epochs and optimizer."""
-    return RunConfig.model_validate(
+    return parse_config(
         {
             "seed": 0,
             "output_dir": str(run_dir),
@@ -348,7 +348,7 @@ def variant_config(
             "hard_target_weight": KD_HARD_WEIGHT if with_kd else 1.0,
             "terms": METHODS[method].term_entries() if method else [],
         }
-    return RunConfig.model_validate(raw)
+    return parse_config(raw)
 
 
 def run_digest(config: RunConfig, dataset: DataSet) -> str:
@@ -412,10 +412,7 @@ def run_cell(
     config = config.model_copy(update={"output_dir": str(run_dir)})
     started_at = time.time()
     started = time.perf_counter()
-    if config.distill is None:
-        result = runs.train(config, resume=True, dataset=dataset)
-    else:
-        result = runs.distill(config, resume=True, dataset=dataset)
+    result = methods.run(config, resume=True, dataset=dataset)
     elapsed = time.perf_counter() - started
     model_name = next(iter(result.final))
     test = result.final[model_name]["test"]

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kdistill import __version__
+from kdistill.cli.arguments import add_run_arguments, run_overrides
 from kdistill.cli.bench import add_bench_verb, run_bench
 from kdistill.cli.procedure_verbs import add_procedure_verbs, run_procedure_verb
 from kdistill.errors import KDistillError
@@ -27,30 +28,6 @@ Every config key can be overridden with --set section.key=value (values are YAML
 Errors print one line and exit with status 2; --resume continues a killed run."""
 
 
-def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "config",
-        help="YAML run config (see configs/); keys: seed, output_dir, data, model, train, distill",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set train.optimizer.lr=0.05 (repeatable)",
-    )
-    parser.add_argument(
-        "--output-dir",
-        help="where to write metrics, checkpoints and models (default: the config's output_dir)",
-    )
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from output_dir/checkpoint.safetensors if present",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kdistill",
@@ -67,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train one model with cross-entropy on the true labels. Writes metrics.jsonl, "
         "checkpoint.safetensors (resumable) and model.safetensors to the output directory.",
     )
-    _add_run_arguments(train)
+    add_run_arguments(train)
 
     distill = verbs.add_parser(
         "distill",
@@ -75,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a student on a teacher's (or an ensemble's) soft targets at temperature T, "
         "plus the hard labels and any extra loss terms in distill.terms (Hinton et al. 2015).",
     )
-    _add_run_arguments(distill)
+    add_run_arguments(distill)
 
     evaluate = verbs.add_parser(
         "evaluate",
@@ -104,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CLASS=SHIFT",
         help="add SHIFT to the output bias of CLASS before testing (the paper's missing-class fix)",
     )
+    evaluate.add_argument(
+        "--model-spec",
+        metavar="NAME",
+        help="how to build the model when its file has no recipe (a user nn.Module): a "
+        "registered name or package.module:factory",
+    )
+    evaluate.add_argument(
+        "--model-kwargs", default="{}", help="keyword arguments for --model-spec, as YAML"
+    )
     evaluate.add_argument("--json", action="store_true", help="print the full result as JSON")
 
     reproduce = verbs.add_parser(
@@ -127,23 +113,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _yaml_mapping(text: str) -> dict:
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise KDistillError(
+            f"--model-kwargs {text!r} is not valid YAML: e.g. '{{hidden: 64}}'"
+        ) from None
+    if not isinstance(value, dict):
+        raise KDistillError(f"--model-kwargs {text!r} must be a mapping, e.g. '{{hidden: 64}}'")
+    return value
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.verb in {"train", "distill"}:
-        from kdistill import runs
-        from kdistill.config import load_config
+        from kdistill import methods
+        from kdistill.config import DistillRunConfig, TrainRunConfig, load_config
 
-        overrides = list(args.overrides)
-        if args.output_dir:
-            overrides.append(f"output_dir={args.output_dir}")
-        config = load_config(args.config, overrides)
-        result = (runs.train if args.verb == "train" else runs.distill)(config, resume=args.resume)
-        print(json.dumps({"output_dir": str(result.run_dir), "test_errors": runs.describe(result)}))
+        schema = TrainRunConfig if args.verb == "train" else DistillRunConfig
+        config = load_config(args.config, run_overrides(args), schema=schema)
+        result = methods.run(config, resume=args.resume)
+        errors = {
+            name: {split: metrics["errors"] for split, metrics in splits.items()}
+            for name, splits in result.final.items()
+        }
+        print(json.dumps({"output_dir": str(result.run_dir), "test_errors": errors}))
         return 0
     if args.verb == "evaluate":
-        from kdistill.data import load_dataset
+        from kdistill.data import InputEncoding, load_dataset
         from kdistill.engine import load_model
-        from kdistill.runs import apply_class_bias_shift, cache_dir
-        from kdistill.teachers import Teacher, evaluate_ensemble
+        from kdistill.files import cache_dir
+        from kdistill.models import apply_class_bias_shift
+        from kdistill.teachers import Teacher, evaluate_teacher
 
         shifts = {}
         for item in args.bias_shift:
@@ -154,14 +157,28 @@ def _run(args: argparse.Namespace) -> int:
                 raise KDistillError(
                     f"--bias-shift {item!r} must look like CLASS=SHIFT, e.g. 3=3.5"
                 ) from None
-        models = [load_model(path)[0] for path in args.model]
+        recipe = None
+        if args.model_spec:
+            recipe = {"name": args.model_spec, "kwargs": _yaml_mapping(args.model_kwargs)}
+        loaded = [load_model(path, recipe) for path in args.model]
+        models = [model for model, _ in loaded]
         for model in models:
             if shifts:
                 apply_class_bias_shift(model, shifts)
+        encodings = {json.dumps(meta.get("input_encoding"), sort_keys=True) for _, meta in loaded}
+        if len(encodings) > 1:
+            raise KDistillError(
+                "the models were trained on inputs encoded differently (normalisation or "
+                "input_shape): evaluate them one at a time"
+            )
         dataset = load_dataset(args.data, cache_dir=cache_dir())
-        result, members = evaluate_ensemble(Teacher(models), dataset.test, args.ensemble_rule)
+        test = dataset.test
+        recorded = loaded[0][1].get("input_encoding")
+        if recorded is not None:
+            test = test.with_encoding(InputEncoding.from_description(recorded))
+        result, members = evaluate_teacher(Teacher(models), test, args.ensemble_rule)
         if args.json:
-            summary = result.summary(with_confusion=True)
+            summary = result.summary(with_details=True)
             if len(models) > 1:
                 summary["members"] = [member.summary() for member in members]
             print(json.dumps(summary))

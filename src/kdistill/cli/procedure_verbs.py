@@ -9,15 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from kdistill.cli.arguments import add_run_arguments, run_overrides
+
 VERBS = ("born-again", "mutual")
 
 
 def add_procedure_verbs(verbs: argparse._SubParsersAction) -> None:
     """Register the procedures' verbs on the main parser."""
-    # Imported here: main imports this module at load time, and sharing its argument helper
-    # keeps config/--set/--output-dir/--resume identical across all run verbs.
-    from kdistill.cli.main import _add_run_arguments
-
     born_again = verbs.add_parser(
         "born-again",
         help="train born-again generations: each learns from the previous one (BAN)",
@@ -28,7 +26,7 @@ def add_procedure_verbs(verbs: argparse._SubParsersAction) -> None:
         "saved in OUTPUT_DIR/gen-<k>/model.safetensors; the ensembles of generations 1..k are "
         "evaluated too. --resume continues at the generation a killed run was in.",
     )
-    _add_run_arguments(born_again)
+    add_run_arguments(born_again)
     born_again.add_argument(
         "--generations",
         type=int,
@@ -45,7 +43,7 @@ def add_procedure_verbs(verbs: argparse._SubParsersAction) -> None:
         "as OUTPUT_DIR/cohort/member<k>.safetensors; each is also trained alone for comparison "
         "unless --no-baselines.",
     )
-    _add_run_arguments(mutual)
+    add_run_arguments(mutual)
     mutual.add_argument(
         "--no-baselines",
         action="store_true",
@@ -57,12 +55,10 @@ def run_procedure_verb(args: argparse.Namespace) -> int:
     """Run a procedure verb; returns the exit status (1 for an unknown verb)."""
     if args.verb not in VERBS:
         return 1
-    from kdistill.config import load_config
+    from kdistill.config import BornAgainRunConfig, MutualRunConfig, load_config
 
-    overrides = list(args.overrides)
-    if args.output_dir:
-        overrides.append(f"output_dir={args.output_dir}")
-    config = load_config(args.config, overrides)
+    schema = BornAgainRunConfig if args.verb == "born-again" else MutualRunConfig
+    config = load_config(args.config, run_overrides(args), schema=schema)
     if args.verb == "born-again":
         from kdistill.methods import run_born_again
 

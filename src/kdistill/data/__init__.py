@@ -1,21 +1,25 @@
 """Data room: in-memory data sets (MNIST, Fashion-MNIST, IDX, npz), batches and subsets."""
 
 from kdistill.data.batches import Batch, BatchLoader, random_shift
-from kdistill.data.dataset import DataSet, Split, check_num_classes
+from kdistill.data.dataset import DataSet, InputEncoding, Split
 from kdistill.data.loaders import load_dataset
 from kdistill.data.mnist import mnist_wheel_cache_dir
+from kdistill.data.prepare import TrainingData, input_encoding, prepare_data
 from kdistill.data.subsets import carve_validation, keep_classes, take_fraction
 
 __all__ = [
     "Batch",
     "BatchLoader",
     "DataSet",
+    "InputEncoding",
     "Split",
+    "TrainingData",
     "carve_validation",
-    "check_num_classes",
+    "input_encoding",
     "keep_classes",
     "load_dataset",
     "mnist_wheel_cache_dir",
+    "prepare_data",
     "random_shift",
     "take_fraction",
 ]

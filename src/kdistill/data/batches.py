@@ -22,8 +22,9 @@ __all__ = ["Batch", "BatchLoader", "draw_shifts", "epoch_generator", "random_shi
 
 @dataclass
 class Batch:
-    """Inputs float32 [B, C, H, W] in [0, 1], int64 labels [B], and the examples' positions
-    in their Split (int64 [B]), which key cached teacher logits."""
+    """Model inputs (float32, encoded by the split's :class:`InputEncoding`: ``[B, C, H, W]``
+    pixels in [0, 1] by default), int64 labels [B], and the examples' positions in their Split
+    (int64 [B]), which key cached teacher logits."""
 
     inputs: torch.Tensor
     labels: torch.Tensor
@@ -119,6 +120,11 @@ class BatchLoader:
             raise KDistillError(f"batch_size must be ≥ 1, got {batch_size}: fix data.batch_size")
         if max_shift < 0:
             raise KDistillError(f"max_shift must be ≥ 0, got {max_shift}: use 0 to disable jitter")
+        if max_shift and not split.is_images:
+            raise KDistillError(
+                f"data.max_shift={max_shift} jitters images, but the inputs are "
+                f"{split.inputs.dtype} {list(split.inputs.shape[1:])} features: set data.max_shift=0"
+            )
         self.split = split
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -145,16 +151,19 @@ class BatchLoader:
             order = torch.randperm(n, generator=generator)
         else:
             order = torch.arange(n)
-        images, labels = self.split.images, self.split.labels
+        stored, labels = self.split.inputs, self.split.labels
+        encoding = self.split.input_encoding
         # Index on the split's own device so a GPU-resident split never round-trips to CPU.
-        order_on_data = order.to(images.device)
+        order_on_data = order.to(stored.device)
         stop = len(self) * self.batch_size if self.drop_last else n
         for start in range(0, stop, self.batch_size):
             index = order_on_data[start : start + self.batch_size]
             # Move uint8 before converting: 4x less host-to-device traffic than float32.
-            inputs = images[index].to(self.device).float().div_(255.0)
+            inputs = encoding.scale(stored[index].to(self.device))
             if self.max_shift:
+                # Shift before normalising, so vacated pixels are black, not the mean.
                 inputs = random_shift(inputs, self.max_shift, generator)
+            inputs = encoding.finish(inputs)
             yield Batch(
                 inputs=inputs,
                 labels=labels[index].to(self.device),

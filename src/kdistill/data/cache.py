@@ -39,9 +39,9 @@ def save_cached(path: Path, dataset: DataSet, *, source: str = "") -> None:
         "source": np.array(source),
         "fingerprint": np.array(dataset.fingerprint),
         "num_classes": np.array(dataset.num_classes, dtype=np.int64),
-        "train_images": dataset.train.images.numpy(),
+        "train_images": dataset.train.inputs.numpy(),
         "train_labels": dataset.train.labels.numpy(),
-        "test_images": dataset.test.images.numpy(),
+        "test_images": dataset.test.inputs.numpy(),
         "test_labels": dataset.test.labels.numpy(),
     }
     try:

@@ -1,14 +1,19 @@
 """In-memory data set types, input validation and the data fingerprint.
 
-Everything lives in memory as uint8 images and int64 labels: MNIST-sized sets are ~50 MB, so
-slicing tensors beats any per-sample Dataset/collate machinery by orders of magnitude.
+Everything lives in memory: images as uint8 ``[N, C, H, W]`` (a quarter of the bytes of
+float32), other inputs as float32 ``[N, ...]`` of any shape (tabular ``[N, F]`` included),
+labels as int64. MNIST-sized sets are ~50 MB, so slicing tensors beats any per-sample
+Dataset/collate machinery by orders of magnitude. How stored inputs become what a model
+receives (scaling, normalisation, layout) is the split's :class:`InputEncoding`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,11 +22,12 @@ from kdistill.errors import KDistillError
 
 __all__ = [
     "DataSet",
+    "InputEncoding",
     "Split",
     "build_dataset",
-    "check_num_classes",
     "compute_fingerprint",
     "images_to_uint8",
+    "inputs_to_array",
     "labels_to_int64",
 ]
 
@@ -30,36 +36,145 @@ __all__ = [
 MAX_LABEL = 65_535
 
 
+@dataclass(frozen=True, eq=False)
+class InputEncoding:
+    """How stored inputs become model inputs: ``x / divisor``, then ``(x - mean) / std``, then
+    each example reshaped to ``shape``.
+
+    ``divisor`` is 255 for uint8 pixels (so images arrive in [0, 1]) and 1 for float features.
+    ``mean`` and ``std`` broadcast against one stored example (``[C, 1, 1]`` per channel, the
+    example's own shape per feature); they are computed on the training split or given in the
+    config (``data.normalize``). ``shape`` is the per-example shape the model receives
+    (``data.input_shape``; ``[-1]`` flattens, as a user MLP on ``[N, 784]`` expects); ``None``
+    keeps the stored layout (``[N, 1, 28, 28]`` for MNIST, as torchvision gives it).
+    """
+
+    divisor: float = 1.0
+    mean: torch.Tensor | None = None
+    std: torch.Tensor | None = None
+    shape: tuple[int, ...] | None = None
+
+    @property
+    def is_plain(self) -> bool:
+        """Only scaled: no normalisation, stored layout."""
+        return self.mean is None and self.shape is None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, InputEncoding) and self.describe() == other.describe()
+
+    def __hash__(self) -> int:
+        return hash(self.digest())
+
+    def scale(self, stored: torch.Tensor) -> torch.Tensor:
+        """Stored values as float32 (divided by ``divisor``), in the stored layout."""
+        # Divide rather than multiply by 1/255: bit-identical to every run made before.
+        values = stored.float()
+        return values.div_(self.divisor) if self.divisor != 1.0 else values
+
+    def finish(self, values: torch.Tensor) -> torch.Tensor:
+        """Normalise scaled values ``[B, ...]`` and give them the model's layout."""
+        if self.mean is not None and self.std is not None:
+            values = (values - self.mean.to(values.device)) / self.std.to(values.device)
+        if self.shape is not None:
+            values = values.reshape(values.shape[0], *self.shape)
+        return values
+
+    def encode(self, stored: torch.Tensor) -> torch.Tensor:
+        """``finish(scale(stored))``: what a model receives for stored inputs ``[B, ...]``."""
+        return self.finish(self.scale(stored))
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able form, saved beside a trained model so evaluation encodes inputs alike."""
+        return {
+            "divisor": self.divisor,
+            "mean": None if self.mean is None else self.mean.tolist(),
+            "std": None if self.std is None else self.std.tolist(),
+            "shape": None if self.shape is None else list(self.shape),
+        }
+
+    @classmethod
+    def from_description(cls, described: dict[str, Any]) -> InputEncoding:
+        def tensor(value: Any) -> torch.Tensor | None:
+            return None if value is None else torch.tensor(value, dtype=torch.float32)
+
+        shape = described.get("shape")
+        return cls(
+            divisor=float(described.get("divisor", 1.0)),
+            mean=tensor(described.get("mean")),
+            std=tensor(described.get("std")),
+            shape=None if shape is None else tuple(int(n) for n in shape),
+        )
+
+    def digest(self) -> str:
+        """A short digest of the encoding, part of every key of data a model computed."""
+        text = json.dumps(self.describe(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def default_encoding(inputs: torch.Tensor) -> InputEncoding:
+    """Pixels ``/ 255`` for uint8 images, float inputs as they are."""
+    return InputEncoding(divisor=255.0 if inputs.dtype == torch.uint8 else 1.0)
+
+
 @dataclass(frozen=True)
 class Split:
-    """One split of a data set: uint8 images [N, C, H, W] and int64 labels [N], in memory."""
+    """One split of a data set, in memory: stored ``inputs`` (uint8 images ``[N, C, H, W]`` or
+    float32 ``[N, ...]``), int64 ``labels`` ``[N]`` and the :class:`InputEncoding` that turns
+    stored inputs into model inputs (by default pixels ``/ 255``, floats as they are)."""
 
-    images: torch.Tensor
+    inputs: torch.Tensor
     labels: torch.Tensor
+    encoding: InputEncoding | None = None
 
     def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+        if self.inputs.dtype == torch.uint8:
+            if self.inputs.dim() != 4:
+                raise KDistillError(
+                    f"Split images must be uint8 [N, C, H, W], got shape "
+                    f"{list(self.inputs.shape)}: convert with images_to_uint8()"
+                )
+        elif self.inputs.dtype != torch.float32 or self.inputs.dim() < 2:
             raise KDistillError(
-                f"Split images must be a uint8 tensor [N, C, H, W], got {self.images.dtype} "
-                f"with shape {list(self.images.shape)}: convert with images_to_uint8()"
+                f"Split inputs must be uint8 images [N, C, H, W] or float32 [N, ...], got "
+                f"{self.inputs.dtype} with shape {list(self.inputs.shape)}: convert with "
+                "inputs_to_array()"
             )
         if self.labels.dtype != torch.int64 or self.labels.dim() != 1:
             raise KDistillError(
                 f"Split labels must be an int64 tensor [N], got {self.labels.dtype} with shape "
                 f"{list(self.labels.shape)}: convert with labels.long()"
             )
-        if self.images.shape[0] != self.labels.shape[0]:
+        if self.inputs.shape[0] != self.labels.shape[0]:
             raise KDistillError(
-                f"Split has {self.images.shape[0]} images but {self.labels.shape[0]} labels: "
-                "give one label per image"
+                f"Split has {self.inputs.shape[0]} inputs but {self.labels.shape[0]} labels: "
+                "give one label per example"
             )
+        if self.encoding is None:
+            object.__setattr__(self, "encoding", default_encoding(self.inputs))
+
+    @property
+    def input_encoding(self) -> InputEncoding:
+        assert self.encoding is not None  # set in __post_init__
+        return self.encoding
+
+    @property
+    def is_images(self) -> bool:
+        """uint8 ``[N, C, H, W]`` pixels: the paper's jitter applies."""
+        return self.inputs.dtype == torch.uint8
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def subset(self, indices: torch.Tensor) -> Split:
         """Return the examples at ``indices`` (int64 positions or a bool mask), in that order."""
-        return Split(images=self.images[indices], labels=self.labels[indices])
+        return Split(self.inputs[indices], self.labels[indices], self.encoding)
+
+    def with_encoding(self, encoding: InputEncoding) -> Split:
+        return Split(self.inputs, self.labels, encoding)
+
+    def encoded(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Model inputs of examples ``start:stop`` (all by default)."""
+        return self.input_encoding.encode(self.inputs[start:stop])
 
     def class_counts(self, num_classes: int | None = None) -> torch.Tensor:
         """Number of examples of each class, as int64 [num_classes]."""
@@ -87,7 +202,7 @@ class DataSet:
 def compute_fingerprint(train: Split, test: Split) -> str:
     """sha256 hex over dtype, shape and bytes of train and test images and labels."""
     digest = hashlib.sha256(b"kdistill-data-v1")
-    for tensor in (train.images, train.labels, test.images, test.labels):
+    for tensor in (train.inputs, train.labels, test.inputs, test.labels):
         array = tensor.detach().cpu().contiguous().numpy()
         if array.dtype.itemsize > 1:
             # Pin byte order so the key is the same on any machine.
@@ -144,6 +259,37 @@ def images_to_uint8(array: np.ndarray, where: str) -> np.ndarray:
     )
 
 
+def inputs_to_array(array: np.ndarray, where: str) -> np.ndarray:
+    """Convert stored inputs: images to uint8 ``[N, C, H, W]``, anything else to float32.
+
+    uint8 arrays, and integer arrays of 3 or 4 dimensions, are images (``[N, H, W]`` gains a
+    channel axis; values must be 0..255). Float arrays are features and keep their precision
+    and sign: ``[N, F]`` tabular, ``[N, H, W]`` (which gains a channel axis, like images) or
+    any ``[N, ...]``; they must be finite. Integer ``[N, F]`` arrays are features too.
+    """
+    if array.ndim < 2:
+        raise KDistillError(
+            f"{where} has shape {list(array.shape)}, expected [N, ...] with one row per "
+            "example: reshape to [N, 1] for a single feature"
+        )
+    if array.shape[0] == 0:
+        raise KDistillError(f"{where} is empty (0 examples): give at least one example")
+    is_integer = np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_
+    if array.dtype == np.uint8 or (is_integer and array.ndim in (3, 4)):
+        return images_to_uint8(array, where)
+    if not (is_integer or np.issubdtype(array.dtype, np.floating)):
+        raise KDistillError(
+            f"{where} has dtype {array.dtype}, expected numbers (uint8 images or float "
+            "features): convert with x.astype('float32')"
+        )
+    values = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(values).all():
+        raise KDistillError(f"{where} contains NaN or infinite values: clean the data")
+    if values.ndim == 3:
+        values = values[:, None, :, :]
+    return values
+
+
 def labels_to_int64(array: np.ndarray, where: str, *, max_label: int = MAX_LABEL) -> np.ndarray:
     """Check integer class ids [N] within 0..max_label and return them as int64."""
     if array.ndim == 2 and array.shape[1] > 1:
@@ -175,6 +321,11 @@ def labels_to_int64(array: np.ndarray, where: str, *, max_label: int = MAX_LABEL
     return array.astype(np.int64)
 
 
+def _kind(inputs: torch.Tensor) -> str:
+    kind = "uint8" if inputs.dtype == torch.uint8 else "float"
+    return f"{kind} {list(inputs.shape[1:])}"
+
+
 def build_dataset(
     name: str,
     x_train: np.ndarray,
@@ -192,19 +343,19 @@ def build_dataset(
     """
     splits = {}
     for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
-        images = images_to_uint8(np.asarray(x), f"{source}: x_{split}")
+        inputs = inputs_to_array(np.asarray(x), f"{source}: x_{split}")
         labels = labels_to_int64(np.asarray(y), f"{source}: y_{split}", max_label=max_label)
-        if images.shape[0] != labels.shape[0]:
+        if inputs.shape[0] != labels.shape[0]:
             raise KDistillError(
-                f"{source}: x_{split} has {images.shape[0]} images but y_{split} has "
-                f"{labels.shape[0]} labels: give one label per image"
+                f"{source}: x_{split} has {inputs.shape[0]} examples but y_{split} has "
+                f"{labels.shape[0]} labels: give one label per example"
             )
-        splits[split] = Split(torch.from_numpy(images), torch.from_numpy(labels))
+        splits[split] = Split(torch.from_numpy(inputs), torch.from_numpy(labels))
     train, test = splits["train"], splits["test"]
-    if train.images.shape[1:] != test.images.shape[1:]:
+    if train.inputs.shape[1:] != test.inputs.shape[1:] or train.inputs.dtype != test.inputs.dtype:
         raise KDistillError(
-            f"{source}: train images are {list(train.images.shape[1:])} but test images are "
-            f"{list(test.images.shape[1:])}: both splits need the same [C, H, W]"
+            f"{source}: x_train is {_kind(train.inputs)} but x_test is {_kind(test.inputs)}: "
+            "both splits need the same per-example shape and type"
         )
     num_classes = int(max(train.labels.max(), test.labels.max())) + 1
     missing = sorted(set(range(num_classes)) - set(train.labels.unique().tolist()))
@@ -221,12 +372,3 @@ def build_dataset(
     return DataSet(
         name=name, train=train, test=test, num_classes=num_classes, fingerprint=fingerprint
     )
-
-
-def check_num_classes(dataset: DataSet, model_outputs: int) -> None:
-    """Raise KDistillError when the model has fewer outputs than the data set has classes."""
-    if model_outputs < dataset.num_classes:
-        raise KDistillError(
-            f"data set {dataset.name} has {dataset.num_classes} classes but the model outputs "
-            f"{model_outputs}: set model.kwargs.num_classes ≥ {dataset.num_classes}"
-        )

@@ -1,21 +1,18 @@
-"""The training engine: one loop (trainer), objectives, evaluation, optimizers, checkpoints."""
+"""The training engine: one loop (trainer), objectives, optimizers, checkpoints, the device."""
 
 from kdistill.engine.checkpoint import load_model, save_model
-from kdistill.engine.evaluate import Evaluation, evaluate, evaluate_logits, predict_logits
+from kdistill.engine.device import resolve_device
 from kdistill.engine.objective import Objective, ObjectiveOutput, SupervisedObjective
-from kdistill.engine.trainer import FitResult, fit, resolve_device
+from kdistill.engine.trainer import FitResult, FitSettings, fit
 
 __all__ = [
-    "Evaluation",
     "FitResult",
+    "FitSettings",
     "Objective",
     "ObjectiveOutput",
     "SupervisedObjective",
-    "evaluate",
-    "evaluate_logits",
     "fit",
     "load_model",
-    "predict_logits",
     "resolve_device",
     "save_model",
 ]

@@ -97,7 +97,9 @@ def load_model(
     recipe = recipe or metadata.get("recipe")
     if not recipe:
         raise KDistillError(
-            f"{path} does not say how to build its model: give the teacher's model: {{name, kwargs}} in the config"
+            f"{path} does not say how to build its model (a user nn.Module): pass --model-spec "
+            "package.module:factory to kdistill evaluate, or model: {name, kwargs} in a teacher "
+            "config"
         )
     model = create_model(recipe["name"], **recipe.get("kwargs", {}))
     expected = model.state_dict()

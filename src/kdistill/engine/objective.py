@@ -2,13 +2,15 @@
 
 The engine never knows which method it runs. Plain training, distillation, born-again
 generations and mutual learning are objectives; each returns a dict of *weighted* named
-losses (their sum is minimised, each is logged) and the logits used for the training error.
+losses (their sum is minimised, each is logged) and the outputs the task's training metric
+reads (logits, for classification).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +22,9 @@ from kdistill.data import Batch
 @dataclass
 class ObjectiveOutput:
     losses: dict[str, torch.Tensor]
-    logits: torch.Tensor
+    """Weighted named losses; the engine minimises their sum and logs each."""
+    outputs: Any
+    """What the task's training meter reads (logits ``[B, classes]`` for classification)."""
 
 
 class Objective(nn.Module):

@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from kdistill.config import TrainConfig
-from kdistill.data import BatchLoader, Split
+from kdistill.data import TrainingData
 from kdistill.engine.checkpoint import (
     load_tensors,
     optimizer_from_tensors,
@@ -29,10 +29,12 @@ from kdistill.engine.checkpoint import (
     save_model,
     save_tensors,
 )
-from kdistill.engine.evaluate import evaluate
+from kdistill.engine.device import resolve_device
 from kdistill.engine.objective import Objective
 from kdistill.engine.optim import build_optimizer, learning_rate_at
 from kdistill.errors import KDistillError
+from kdistill.files import atomic_write_text
+from kdistill.tasks import BatchSource, ClassificationTask, Task
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 METRICS_NAME = "metrics.jsonl"
@@ -47,21 +49,6 @@ class FitResult:
 
     def errors(self, model: str, split: str = "test") -> int:
         return int(self.final[model][split]["errors"])
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise KDistillError(
-            f"train.device={name} but CUDA is not available here: use train.device=cpu or auto"
-        )
-    return device
 
 
 def _autocast(device: torch.device, mode: str) -> contextlib.AbstractContextManager:
@@ -137,42 +124,96 @@ def _check_finite(
         )
 
 
+@dataclass
+class FitSettings:
+    """Where and how one :func:`fit` runs, besides the objective and the data.
+
+    ``metadata`` identifies the run (procedure, generation, config digest ...); it is saved in
+    the checkpoint and in every model file. ``recipes`` says how to rebuild each evaluated
+    model (``{"student": {"name": "mlp", "kwargs": {...}}}``) so its file loads by path.
+    """
+
+    train: TrainConfig
+    run_dir: Path
+    seed: int = 0
+    task: Task = field(default_factory=ClassificationTask)
+    description: str = "train"
+    recipes: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Loop:
+    """What the loop carries from step to step."""
+
+    objective: Objective
+    loader: BatchSource
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    total_epochs: int
+    start_epoch: int = 0
+    step: int = 0
+
+    @property
+    def total_steps(self) -> int:
+        return len(self.loader) * self.total_epochs
+
+
 def fit(
     objective: Objective,
-    train_split: Split,
-    eval_splits: dict[str, Split],
-    config: TrainConfig,
-    run_dir: str | Path,
+    data: TrainingData,
+    settings: FitSettings,
     *,
-    seed: int = 0,
-    max_shift: int = 0,
     resume: bool = False,
-    recipes: dict[str, dict[str, Any]] | None = None,
-    description: str = "train",
-    epochs: int | None = None,
-    extra_metadata: dict[str, Any] | None = None,
 ) -> FitResult:
-    """Train ``objective`` on ``train_split``; evaluate its models on ``eval_splits`` each epoch.
+    """Train ``objective`` on ``data.train``; evaluate its models on ``data.eval_splits`` after
+    every epoch.
 
-    Writes to ``run_dir``: ``metrics.jsonl``, ``checkpoint.safetensors`` (everything needed to
-    resume) and one ``<model>.safetensors`` per evaluated model with its ``recipe`` so it loads
-    by path. ``epochs`` overrides ``config.epochs`` (two-stage procedures use it).
+    Writes to ``settings.run_dir``: ``metrics.jsonl``, ``checkpoint.safetensors`` (everything
+    needed to resume) and one ``<model>.safetensors`` per evaluated model, with its recipe and
+    the input encoding, so it loads and evaluates by path. ``resume`` continues from the
+    checkpoint and ends with the same weights as an uninterrupted run.
     """
-    run_dir = Path(run_dir)
+    run_dir = Path(settings.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    loop = _start(objective, data, settings)
+    log = _MetricsLog(run_dir, settings.train.tensorboard)
+    result = FitResult(run_dir)
+    if resume and (run_dir / CHECKPOINT_NAME).exists():
+        result.history = _restore(loop, run_dir / CHECKPOINT_NAME, log)
+    else:  # a fresh start, also when --resume finds no checkpoint: no stale records
+        log.path.unlink(missing_ok=True)
+    started = time.perf_counter()
+    for epoch in range(loop.start_epoch, loop.total_epochs):
+        record = _train_epoch(loop, epoch, settings)
+        eval_started = time.perf_counter()
+        record.update(_evaluate_models(objective, data, settings, loop.device))
+        record["eval_seconds"] = round(time.perf_counter() - eval_started, 3)
+        log.write(record)
+        result.history.append(record)
+        if settings.train.progress:
+            tqdm.write(_one_line(settings.description, record))
+        _save_checkpoint(loop, epoch, settings, result.history)
+    result.seconds = time.perf_counter() - started
+    _save_models(objective, data, settings, loop, result)
+    return result
+
+
+def _start(objective: Objective, data: TrainingData, settings: FitSettings) -> _Loop:
+    """Device, batches, lazy adapters, optimizer and loss scaler, in that order."""
+    config = settings.train
     device = resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
-    total_epochs = epochs if epochs is not None else config.epochs
-    torch.manual_seed(seed)
+    torch.manual_seed(settings.seed)
     objective.to(device)
-    loader = BatchLoader(
-        train_split,
+    loader = settings.task.loader(
+        data.train,
         config.batch_size,
         shuffle=True,
-        seed=seed,
-        drop_last=False,
-        max_shift=max_shift,
+        seed=settings.seed,
+        max_shift=data.max_shift,
         device=device,
     )
     loader.set_epoch(0)
@@ -184,151 +225,168 @@ def fit(
     scaler = torch.amp.GradScaler(
         device.type, enabled=config.mixed_precision == "fp16" and device.type == "cuda"
     )
-    steps_per_epoch = len(loader)
-    total_steps = steps_per_epoch * total_epochs
-    base_lr = config.optimizer.lr
-    result = FitResult(run_dir)
-    log = _MetricsLog(run_dir, config.tensorboard)
+    return _Loop(objective, loader, optimizer, scaler, device, config.epochs)
 
-    start_epoch, step = 0, 0
-    checkpoint_path = run_dir / CHECKPOINT_NAME
-    if resume and checkpoint_path.exists():
-        tensors, saved = load_tensors(checkpoint_path)
-        if (
-            saved.get("total_epochs") != total_epochs
-            or saved.get("steps_per_epoch") != steps_per_epoch
-        ):
-            raise KDistillError(
-                f"{checkpoint_path} was written by a run of {saved.get('total_epochs')} epochs x "
-                f"{saved.get('steps_per_epoch')} steps, this one is {total_epochs} x {steps_per_epoch}: "
-                "use the same config to resume, or a new output_dir"
-            )
-        objective.load_state_dict(
-            {k[len("objective.") :]: v for k, v in tensors.items() if k.startswith("objective.")}
-        )
-        optimizer_from_tensors(optimizer, tensors, saved["optimizer"])
-        if saved.get("grad_scaler"):
-            scaler.load_state_dict(saved["grad_scaler"])
-        torch.set_rng_state(tensors["rng.torch"])
-        start_epoch, step = saved["epoch"], saved["step"]
-        result.history = saved.get("history", [])
-        log.truncate_after(saved["epoch"])
-    else:  # a fresh start, also when --resume finds no checkpoint: no stale records
-        log.path.unlink(missing_ok=True)
 
-    started = time.perf_counter()
-    for epoch in range(start_epoch, total_epochs):
-        objective.train()
-        loader.set_epoch(epoch)
-        # Running sums stay on the device and are read once per epoch: reading a GPU value
-        # every step (float(), int(), a Python `if` on a tensor) would stall the pipeline.
-        sums: dict[str, torch.Tensor] = {}
-        train_errors = torch.zeros((), dtype=torch.long, device=device)
-        seen = 0
-        checked_step = step
-        epoch_started = time.perf_counter()
-        bar = tqdm(
-            loader,
-            desc=f"{description} {epoch + 1}/{total_epochs}",
-            leave=False,
-            disable=not (config.progress and sys.stderr.isatty()),
-            unit="batch",
+def _restore(loop: _Loop, path: Path, log: _MetricsLog) -> list[dict[str, Any]]:
+    """Load the checkpoint into ``loop``; returns the history it holds."""
+    tensors, saved = load_tensors(path)
+    steps_per_epoch = len(loop.loader)
+    if (
+        saved.get("total_epochs") != loop.total_epochs
+        or saved.get("steps_per_epoch") != steps_per_epoch
+    ):
+        raise KDistillError(
+            f"{path} was written by a run of {saved.get('total_epochs')} epochs x "
+            f"{saved.get('steps_per_epoch')} steps, this one is {loop.total_epochs} x "
+            f"{steps_per_epoch}: use the same config to resume, or a new output_dir"
         )
-        for batch in bar:
-            learning_rate = learning_rate_at(
-                step, total_steps, steps_per_epoch, base_lr, config.schedule
-            )
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate
-            with _autocast(device, config.mixed_precision):
-                output = objective(batch)
-            loss = sum(output.losses.values())
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(
-                    list(objective.trainable_parameters()), config.grad_clip
-                )
-            scaler.step(optimizer)
-            scaler.update()
-            objective.after_step()
-            step += 1
-            for name, value in output.losses.items():
-                weighted = value.detach().float() * len(batch.labels)
-                sums[name] = sums[name] + weighted if name in sums else weighted
-            train_errors += (output.logits.detach().argmax(dim=1) != batch.labels).sum()
-            seen += len(batch.labels)
-            if step - checked_step >= FINITE_CHECK_STEPS:
-                _check_finite(sums, epoch, checked_step, step)
-                checked_step = step
-        _check_finite(sums, epoch, checked_step, step)
-        epoch_seconds = time.perf_counter() - epoch_started
-        record: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "step": step,
-            "lr": learning_rate,
-            "seconds": round(epoch_seconds, 3),
-            "samples_per_second": round(seen / epoch_seconds, 1),
-            "train": {
-                "loss": {k: float(v) / seen for k, v in sums.items()},
-                "error_rate": int(train_errors) / seen,
-            },
+    loop.objective.load_state_dict(
+        {k[len("objective.") :]: v for k, v in tensors.items() if k.startswith("objective.")}
+    )
+    optimizer_from_tensors(loop.optimizer, tensors, saved["optimizer"])
+    if saved.get("grad_scaler"):
+        loop.scaler.load_state_dict(saved["grad_scaler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    loop.start_epoch, loop.step = saved["epoch"], saved["step"]
+    log.truncate_after(saved["epoch"])
+    return list(saved.get("history", []))
+
+
+def _train_epoch(loop: _Loop, epoch: int, settings: FitSettings) -> dict[str, Any]:
+    """One pass over the training batches; returns the epoch's training record."""
+    config, task, objective, optimizer = (
+        settings.train,
+        settings.task,
+        loop.objective,
+        loop.optimizer,
+    )
+    objective.train()
+    loop.loader.set_epoch(epoch)
+    # Running sums stay on the device and are read once per epoch: reading a GPU value
+    # every step (float(), int(), a Python `if` on a tensor) would stall the pipeline.
+    sums: dict[str, torch.Tensor] = {}
+    meter = task.meter(loop.device)
+    seen = 0
+    checked_step = loop.step
+    learning_rate = config.optimizer.lr
+    epoch_started = time.perf_counter()
+    bar = tqdm(
+        loop.loader,
+        desc=f"{settings.description} {epoch + 1}/{loop.total_epochs}",
+        leave=False,
+        disable=not (config.progress and sys.stderr.isatty()),
+        unit="batch",
+    )
+    for batch in bar:
+        learning_rate = learning_rate_at(
+            loop.step, loop.total_steps, len(loop.loader), config.optimizer.lr, config.schedule
+        )
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate
+        with _autocast(loop.device, config.mixed_precision):
+            output = objective(batch)
+        loss = sum(output.losses.values())
+        optimizer.zero_grad(set_to_none=True)
+        loop.scaler.scale(loss).backward()
+        loop.scaler.unscale_(optimizer)
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(list(objective.trainable_parameters()), config.grad_clip)
+        loop.scaler.step(optimizer)
+        loop.scaler.update()
+        objective.after_step()
+        loop.step += 1
+        size = task.batch_size(batch)
+        for name, value in output.losses.items():
+            weighted = value.detach().float() * size
+            sums[name] = sums[name] + weighted if name in sums else weighted
+        meter.update(output.outputs, batch)
+        seen += size
+        if loop.step - checked_step >= FINITE_CHECK_STEPS:
+            _check_finite(sums, epoch, checked_step, loop.step)
+            checked_step = loop.step
+    _check_finite(sums, epoch, checked_step, loop.step)
+    seconds = time.perf_counter() - epoch_started
+    return {
+        "epoch": epoch + 1,
+        "step": loop.step,
+        "lr": learning_rate,
+        "seconds": round(seconds, 3),
+        "samples_per_second": round(seen / seconds, 1),
+        "train": {"loss": {k: float(v) / seen for k, v in sums.items()}, **meter.summary()},
+    }
+
+
+def _evaluate_models(
+    objective: Objective,
+    data: TrainingData,
+    settings: FitSettings,
+    device: torch.device,
+    with_details: bool = False,
+) -> dict[str, Any]:
+    """Model name -> split name -> the task's metrics summary."""
+    return {
+        model_name: {
+            split_name: settings.task.evaluate(
+                model, split, settings.train.eval_batch_size, device
+            ).summary(with_details)
+            for split_name, split in data.eval_splits.items()
         }
-        eval_started = time.perf_counter()
-        for model_name, model in objective.evaluation_models().items():
-            record[model_name] = {
-                split_name: evaluate(model, split, config.eval_batch_size, device).summary()
-                for split_name, split in eval_splits.items()
-            }
-        record["eval_seconds"] = round(time.perf_counter() - eval_started, 3)
-        log.write(record)
-        result.history.append(record)
-        tqdm.write(_one_line(description, record)) if config.progress else None
+        for model_name, model in objective.evaluation_models().items()
+    }
 
-        tensors = {f"objective.{k}": v for k, v in objective.state_dict().items()}
-        optimizer_tensors, optimizer_saved = optimizer_to_tensors(optimizer)
-        tensors.update(optimizer_tensors)
-        tensors["rng.torch"] = torch.get_rng_state()
-        save_tensors(
-            checkpoint_path,
-            tensors,
-            {
-                "kind": "checkpoint",
-                "epoch": epoch + 1,
-                "step": step,
-                "total_epochs": total_epochs,
-                "steps_per_epoch": steps_per_epoch,
-                "seed": seed,
-                "optimizer": optimizer_saved,
-                # fp16 loss scale (empty unless fp16 on CUDA): part of a bit-exact resume.
-                "grad_scaler": {
-                    k: v for k, v in scaler.state_dict().items() if not isinstance(v, torch.Tensor)
-                },
-                "history": result.history,
-                **(extra_metadata or {}),
+
+def _save_checkpoint(
+    loop: _Loop, epoch: int, settings: FitSettings, history: list[dict[str, Any]]
+) -> None:
+    tensors = {f"objective.{k}": v for k, v in loop.objective.state_dict().items()}
+    optimizer_tensors, optimizer_saved = optimizer_to_tensors(loop.optimizer)
+    tensors.update(optimizer_tensors)
+    tensors["rng.torch"] = torch.get_rng_state()
+    save_tensors(
+        Path(settings.run_dir) / CHECKPOINT_NAME,
+        tensors,
+        {
+            "kind": "checkpoint",
+            "epoch": epoch + 1,
+            "step": loop.step,
+            "total_epochs": loop.total_epochs,
+            "steps_per_epoch": len(loop.loader),
+            "seed": settings.seed,
+            "optimizer": optimizer_saved,
+            # fp16 loss scale (empty unless fp16 on CUDA): part of a bit-exact resume.
+            "grad_scaler": {
+                k: v for k, v in loop.scaler.state_dict().items() if not isinstance(v, torch.Tensor)
             },
-        )
+            "history": history,
+            **settings.metadata,
+        },
+    )
 
-    result.seconds = time.perf_counter() - started
+
+def _save_models(
+    objective: Objective,
+    data: TrainingData,
+    settings: FitSettings,
+    loop: _Loop,
+    result: FitResult,
+) -> None:
+    """Final metrics (with the confusion matrices) and one model file per evaluated model."""
+    result.final = _evaluate_models(objective, data, settings, loop.device, with_details=True)
+    run_dir = Path(settings.run_dir)
     for model_name, model in objective.evaluation_models().items():
-        final: dict[str, Any] = {}
-        for split_name, split in eval_splits.items():
-            final[split_name] = evaluate(model, split, config.eval_batch_size, device).summary(
-                with_confusion=True
-            )
-        result.final[model_name] = final
         save_model(
             run_dir / f"{model_name}.safetensors",
             model,
-            (recipes or {}).get(model_name),
-            metrics=final,
-            epochs=total_epochs,
-            seed=seed,
-            **(extra_metadata or {}),
+            settings.recipes.get(model_name),
+            metrics=result.final[model_name],
+            epochs=loop.total_epochs,
+            seed=settings.seed,
+            task=settings.task.name,
+            input_encoding=data.encoding.describe(),
+            **settings.metadata,
         )
-    (run_dir / "final.json").write_text(json.dumps(result.final, indent=2) + "\n")
-    return result
+    atomic_write_text(run_dir / "final.json", json.dumps(result.final, indent=2) + "\n")
 
 
 def _one_line(description: str, record: dict[str, Any]) -> str:

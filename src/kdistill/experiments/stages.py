@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdistill import runs
+from kdistill import methods
 from kdistill.config import RunConfig, config_digest, dump_config
 from kdistill.data import DataSet
 from kdistill.files import atomic_write_text
@@ -49,6 +49,8 @@ def legacy_stage_digest(config: RunConfig) -> str:
     new field with a default changed it. Kept only to find folders made by that version."""
     content = config.model_dump(mode="json", exclude_none=True)
     content.pop("output_dir", None)
+    if content.get("task") == "classification":
+        content.pop("task")  # added after this digest was retired
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -75,8 +77,7 @@ def run_stage(
             name, run_dir, saved["final"], saved["history"], saved["seconds"], cached=True
         )
     started = time.perf_counter()
-    fit = runs.distill if config.distill is not None else runs.train
-    result = fit(config, resume=True, dataset=dataset)
+    result = methods.run(config, resume=True, dataset=dataset)
     seconds = time.perf_counter() - started
     atomic_write_text(run_dir / "config.yaml", dump_config(config))
     atomic_write_text(

@@ -13,7 +13,6 @@ no fork: give its import path as the kind, ``kind: "mypackage.losses:MyTerm"``.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
 
@@ -23,37 +22,18 @@ from kdistill.errors import KDistillError
 # TERM_REGISTRY complete whenever build_term is reached.
 from kdistill.losses import features, gradients, logits, relations, sparsity, weights  # noqa: F401
 from kdistill.losses.base import TERM_REGISTRY, LossTerm, register_term
+from kdistill.plugins import import_object
 
 __all__ = ["TERM_REGISTRY", "build_term", "register_term", "term_options"]
 
 
 def _import_term(path: str) -> type[LossTerm]:
     """The :class:`LossTerm` subclass at import path ``package.module:ClassName``."""
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
+    if ":" not in path.strip(":") or path.startswith(":") or path.endswith(":"):
         raise KDistillError(
             f"loss term kind {path!r} is not an import path of the form 'package.module:ClassName'"
         )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        missing = getattr(error, "name", None) or ""
-        if isinstance(error, ModuleNotFoundError) and (
-            module_name == missing or module_name.startswith(missing + ".")
-        ):
-            raise KDistillError(
-                f"cannot import module {module_name!r} for loss term {path!r} (no module named "
-                f"{missing!r}): check the spelling and that its package is on PYTHONPATH"
-            ) from None
-        raise KDistillError(
-            f"cannot import module {module_name!r} for loss term {path!r}: importing it "
-            f"failed with {type(error).__name__}: {error}"
-        ) from None
-    if not hasattr(module, attribute):
-        raise KDistillError(
-            f"module {module_name!r} has no attribute {attribute!r} (loss term {path!r})"
-        )
-    term_class = getattr(module, attribute)
+    term_class = import_object(path, "loss term")
     if not (isinstance(term_class, type) and issubclass(term_class, LossTerm)):
         found = (
             f"class {term_class.__qualname__}"

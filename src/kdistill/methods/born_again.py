@@ -22,10 +22,8 @@ was in (and, inside it, at its last epoch checkpoint).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,71 +31,32 @@ from typing import Any
 import torch
 from torch import nn
 
-# ``kdistill.runs`` imports this package (for the Distiller); a module import, used only at
-# call time, keeps that cycle harmless whichever side is imported first.
-from kdistill import runs
-from kdistill.config import BornAgainConfig, RunConfig, TeacherConfig, config_digest, dump_config
-from kdistill.data import DataSet, Split, check_num_classes
-from kdistill.engine.checkpoint import load_model, load_tensors
-from kdistill.engine.evaluate import evaluate, predict_logits, without_confusion
+from kdistill.config import BornAgainConfig, BornAgainRunConfig, TeacherConfig, config_digest
+from kdistill.data import DataSet, TrainingData, prepare_data
+from kdistill.engine import fit, resolve_device
+from kdistill.engine.checkpoint import load_model
 from kdistill.engine.objective import Objective, SupervisedObjective
-from kdistill.engine.trainer import CHECKPOINT_NAME, resolve_device
 from kdistill.errors import KDistillError
 from kdistill.files import atomic_write_text
 from kdistill.losses.logits import HardTargetLoss, SoftTargetLoss, teacher_log_probs
+from kdistill.methods.common import (
+    build_model,
+    check_model,
+    derived_seed,
+    file_sha256,
+    fit_settings,
+    resumable_checkpoint,
+    write_run_config,
+)
 from kdistill.methods.distill import Distiller
-from kdistill.models import create_model
-from kdistill.teachers import evaluate_ensembles, load_teacher
+from kdistill.tasks import create_task, evaluate_classifier, predict_logits, without_confusion
+from kdistill.teachers import evaluate_growing_ensembles, load_teacher
 
 DONE_NAME = "done.json"
 MODEL_NAME = "model.safetensors"
 SUMMARY_NAME = "born_again.json"
 
-# --- Helpers shared by the self/online procedures (born-again and mutual learning) ------------
-
-
-def derived_seed(seed: int, tag: str) -> int:
-    """A seed for one model of a multi-model run, derived by hashing ``(seed, tag)``.
-
-    Generations and cohort members need distinct initialisations; ``seed + k`` would make
-    generation 1 of seed 0 start exactly like generation 0 of seed 1, correlating the
-    "independent" seeds of a benchmark, while a hash does not.
-    """
-    digest = hashlib.sha256(f"kdistill:{tag}:{seed}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
-
-
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def resumable_checkpoint(run_dir: Path, identity: Mapping[str, Any]) -> bool:
-    """Whether ``run_dir`` holds a fit checkpoint that continues the run ``identity`` names.
-
-    ``identity`` is the ``extra_metadata`` a procedure gives :func:`fit`. A checkpoint from a
-    different config is the user's mistake and raises; one that differs otherwise (e.g. a
-    generation whose teacher has since been retrained) is stale and is trained afresh.
-    """
-    path = run_dir / CHECKPOINT_NAME
-    if not path.exists():
-        return False
-    _, saved = load_tensors(path)
-    if saved.get("config_digest") != identity.get("config_digest"):
-        raise KDistillError(
-            f"{path} was written with a different config: resume with the same config, or "
-            "use a new output_dir"
-        )
-    return all(saved.get(key) == value for key, value in identity.items())
-
-
-def model_outputs(model: nn.Module, split: Split) -> int:
-    """Number of classes ``model`` predicts, from one example in eval mode."""
-    with torch.no_grad():
-        was_training = model.training
-        model.eval()
-        outputs = model(split.images[:1].float() / 255.0).shape[-1]
-        model.train(was_training)
-    return int(outputs)
+# --- Born-again generations -------------------------------------------------------------------
 
 
 def ensemble_log_probs(member_logits: torch.Tensor) -> torch.Tensor:
@@ -107,9 +66,6 @@ def ensemble_log_probs(member_logits: torch.Tensor) -> torch.Tensor:
     that average is computed with a log-sum-exp so no probability underflows.
     """
     return teacher_log_probs(member_logits, 1.0, "arithmetic")
-
-
-# --- Born-again generations -------------------------------------------------------------------
 
 
 def generation_seed(seed: int, generation: int) -> int:
@@ -219,17 +175,19 @@ def _finished_generation(
 
 def _student_objective(
     student: nn.Module,
+    student_outputs: int,
     teacher_path: Path,
     settings: BornAgainConfig,
-    data: runs.PreparedData,
-    config: RunConfig,
+    data: TrainingData,
+    config: BornAgainRunConfig,
 ) -> Objective:
     teacher = load_teacher([TeacherConfig(checkpoint=str(teacher_path))])
-    teacher_outputs = model_outputs(teacher.members[0], data.train)
-    if teacher_outputs != model_outputs(student, data.train):
+    task = create_task(config.task)
+    teacher_outputs = task.probe(teacher.members[0], data.train, f"teacher {teacher_path}")
+    if teacher_outputs != student_outputs:
         raise KDistillError(
             f"generation 0 ({teacher_path}) outputs {teacher_outputs} classes and the student "
-            f"{model_outputs(student, data.train)}: give born_again.teacher a model with "
+            f"{student_outputs}: give born_again.teacher a model with "
             "model.kwargs.num_classes outputs"
         )
     cached = None
@@ -239,7 +197,7 @@ def _student_objective(
         # so the on-disk logit cache would only fill the disk).
         device = resolve_device(config.train.device)
         cached = predict_logits(
-            teacher.members[0], data.train.images, config.train.eval_batch_size, device
+            teacher.members[0], data.train, config.train.eval_batch_size, device
         ).unsqueeze(0)
     terms: list = [SoftTargetLoss(settings.soft_target_weight, settings.temperature)]
     if settings.hard_target_weight > 0:
@@ -249,9 +207,9 @@ def _student_objective(
 
 def _train_generation(
     generation: int,
-    config: RunConfig,
+    config: BornAgainRunConfig,
     settings: BornAgainConfig,
-    data: runs.PreparedData,
+    data: TrainingData,
     root: Path,
     digest: str,
     teacher: GenerationResult | None,
@@ -272,24 +230,25 @@ def _train_generation(
     # "done" beside new, half-trained weights.
     (run_dir / DONE_NAME).unlink(missing_ok=True)
     seed = generation_seed(config.seed, generation)
-    torch.manual_seed(seed)
-    model = create_model(config.model.name, **config.model.kwargs)
-    check_num_classes(data.dataset, model_outputs(model, data.train))
+    model = build_model(config.model, seed)
+    outputs = check_model(create_task(config.task), model, data, f"model {config.model.name}")
     if teacher is None:
         objective: Objective = SupervisedObjective(model)
     else:
-        objective = _student_objective(model, teacher.model_path, settings, data, config)
+        objective = _student_objective(model, outputs, teacher.model_path, settings, data, config)
     started = time.perf_counter()
-    result = runs.fit_prepared(
+    result = fit(
         objective,
         data,
-        config,
-        run_dir,
-        seed=seed,
+        fit_settings(
+            config,
+            run_dir,
+            seed=seed,
+            recipes={"model": config.model.model_dump()},
+            description=f"born-again gen {generation}",
+            metadata=identity,
+        ),
         resume=resume and resumable_checkpoint(run_dir, identity),
-        recipes={"model": config.model.model_dump()},
-        description=f"born-again gen {generation}",
-        extra_metadata=identity,
     )
     seconds = time.perf_counter() - started
     model_path = run_dir / MODEL_NAME
@@ -312,14 +271,14 @@ def _train_generation(
     )
 
 
-def _given_teacher(path: str, data: runs.PreparedData, config: RunConfig) -> GenerationResult:
+def _given_teacher(path: str, data: TrainingData, config: BornAgainRunConfig) -> GenerationResult:
     """Generation 0 read from ``born_again.teacher`` instead of trained here."""
     model_path = Path(path)
     model, _ = load_model(model_path)
     device = resolve_device(config.train.device)
     final = {
-        name: evaluate(model, split, config.train.eval_batch_size, device).summary(
-            with_confusion=True
+        name: evaluate_classifier(model, split, config.train.eval_batch_size, device).summary(
+            with_details=True
         )
         for name, split in data.eval_splits.items()
     }
@@ -329,7 +288,7 @@ def _given_teacher(path: str, data: runs.PreparedData, config: RunConfig) -> Gen
 
 
 def run_born_again(
-    config: RunConfig,
+    config: BornAgainRunConfig,
     generations: int | None = None,
     resume: bool = False,
     *,
@@ -347,23 +306,21 @@ def run_born_again(
     Evaluates every generation and the BAN ensembles of students 1..k for every k
     (Furlanello et al. 2018, section 3.1), and writes ``output_dir/born_again.json``.
     """
-    settings = config.born_again or BornAgainConfig()
+    if not isinstance(config, BornAgainRunConfig):
+        raise KDistillError(
+            f"born-again takes a config with a born_again section, got {type(config).__name__}: "
+            "load it with load_config(path, schema=BornAgainRunConfig)"
+        )
+    settings = config.born_again
     count = settings.generations if generations is None else generations
     if count < 1:
         raise KDistillError(
             f"born-again needs at least 1 generation, got {count}: pass --generations 1 or more"
         )
-    if config.distill is not None:
-        raise KDistillError(
-            "born-again takes its settings from the born_again section, not distill: remove "
-            "distill (distil the generations into a student afterwards with kdistill distill)"
-        )
     settings = settings.model_copy(update={"generations": count})
     config = config.model_copy(update={"born_again": settings})
-    data = runs.prepare_data(config.data, config.seed, dataset)
-    root = Path(config.output_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(root / "config.yaml", dump_config(config))
+    data = prepare_data(config.data, config.seed, dataset)
+    root = write_run_config(config)
     digest = config_digest(config, drop=("born_again.generations",))
     if not resume:
         # A fresh run must not leave markers of an older chain that a later --resume trusts.
@@ -383,7 +340,7 @@ def run_born_again(
     students = [load_model(result.model_path)[0] for result in chain[1:]]
     ensembles = [
         {name: evaluation.summary() for name, evaluation in entry.items()}
-        for entry in evaluate_ensembles(
+        for entry in evaluate_growing_ensembles(
             students, data.eval_splits, batch_size=config.train.eval_batch_size, device=device
         )
     ]
@@ -395,7 +352,6 @@ def run_born_again(
 __all__ = [
     "BornAgainResult",
     "GenerationResult",
-    "config_digest",
     "derived_seed",
     "ensemble_log_probs",
     "generation_seed",

@@ -10,15 +10,26 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from kdistill.data import Batch
+from kdistill.config import DistillConfig, DistillRunConfig
+from kdistill.data import Batch, DataSet, InputEncoding, TrainingData, prepare_data
+from kdistill.engine import FitResult, fit, resolve_device
 from kdistill.engine.objective import Objective, ObjectiveOutput
 from kdistill.errors import KDistillError
+from kdistill.files import cache_dir
 from kdistill.losses.base import FeatureRequest, LossTerm, TermContext
-from kdistill.teachers.teacher import Teacher
+from kdistill.losses.logits import HardTargetLoss, LogitMatchingLoss, SoftTargetLoss
+from kdistill.losses.registry import build_term
+from kdistill.methods.common import build_model, check_model, fit_settings, write_run_config
+from kdistill.teachers import Teacher, load_teacher, teacher_logits_for_split
+
+__all__ = ["Distiller", "FeatureRequest", "build_terms", "check_teacher_encoding", "distill"]
 
 
 class Distiller(Objective):
@@ -138,4 +149,126 @@ class Distiller(Objective):
         return sum(parameter.numel() for parameter in self.terms.parameters())
 
 
-__all__ = ["Distiller", "FeatureRequest"]
+# --- From a config: the function behind ``kdistill distill`` --------------------------------
+
+
+def build_terms(distill: DistillConfig) -> list[LossTerm]:
+    """The loss terms a ``distill`` section asks for: the paper's pair plus any extra terms."""
+    terms: list[LossTerm] = []
+    if distill.objective == "soft-targets":
+        terms.append(
+            SoftTargetLoss(distill.soft_target_weight, distill.temperature, distill.ensemble_rule)
+        )
+    else:
+        terms.append(LogitMatchingLoss(distill.soft_target_weight))
+    if distill.use_labels and distill.hard_target_weight > 0:
+        terms.append(HardTargetLoss(distill.hard_target_weight))
+    for term in distill.terms:
+        options = {k: v for k, v in term.model_dump().items() if k not in {"kind", "weight"}}
+        terms.append(build_term(term.kind, term.weight, **options))
+    return terms
+
+
+def check_teacher_encoding(teacher: Teacher, data: TrainingData, paths: Sequence[str]) -> None:
+    """Refuse a teacher trained on inputs encoded otherwise (normalised, flattened) than this
+    run's: it would silently see wrong inputs. Files that record no encoding (older runs)
+    were trained on plain pixels /255 or plain features."""
+    expected = data.encoding.describe()
+    for path, recorded in zip(paths, teacher.input_encodings, strict=True):
+        if recorded is None:
+            recorded = InputEncoding(divisor=data.encoding.divisor).describe()
+        if recorded != expected:
+            raise KDistillError(
+                f"teacher {path} was trained on inputs encoded as {_short(recorded)}, this run "
+                f"encodes them as {_short(expected)}: set data.normalize and data.input_shape "
+                "as the teacher's run had them"
+            )
+
+
+def _short(described: dict[str, Any]) -> str:
+    normalised = "normalised" if described.get("mean") is not None else "not normalised"
+    shape = described.get("shape")
+    return f"{normalised}, shape {shape if shape is not None else 'as stored'}"
+
+
+def _use_cached_logits(config: DistillRunConfig, terms: Sequence[LossTerm]) -> bool:
+    live_needed = any(
+        term.needs_live_teacher or any(r.side == "teacher" for r in term.reads()) for term in terms
+    )
+    choice = config.distill.cache_teacher_logits
+    if choice == "always" and config.data.max_shift > 0:
+        raise KDistillError(
+            "distill.cache_teacher_logits=always with data.max_shift > 0: augmented inputs "
+            "change every epoch; use auto"
+        )
+    return choice == "always" or (
+        choice == "auto" and config.data.max_shift == 0 and not live_needed
+    )
+
+
+def distill(
+    config: DistillRunConfig, *, resume: bool = False, dataset: DataSet | None = None
+) -> FitResult:
+    """Distil a student from one or more teachers (Hinton et al. 2015) plus any extra terms.
+
+    With ``distill.hint_epochs > 0`` this is FitNet's two-stage training (Romero et al. 2015):
+    stage 1 trains for ``hint_epochs`` epochs on the ``fitnet`` terms alone, into
+    ``output_dir/hint-stage/``; stage 2 then trains for ``train.epochs`` epochs from the stage-1
+    student on every other term, as in the paper, or on the full list with
+    ``distill.keep_hints``. The paper's stage 1 trains only the student's layers up to the
+    guided layer: here the whole student runs forward, but only those layers and the regressor
+    get gradients, so only they change (BatchNorm running statistics above the guided layer
+    still update).
+    """
+    if not isinstance(config, DistillRunConfig):
+        raise KDistillError(
+            "this config has no distill section: add distill.teachers (see configs/)"
+        )
+    data = prepare_data(config.data, config.seed, dataset)
+    teacher = load_teacher(config.distill.teachers)
+    check_teacher_encoding(teacher, data, [t.checkpoint for t in config.distill.teachers])
+    settings = fit_settings(config, Path(config.output_dir))
+    student = build_model(config.model, config.seed)
+    student_outputs = check_model(settings.task, student, data, f"student {config.model.name}")
+    teacher_outputs = settings.task.probe(
+        teacher.members[0], data.train, f"teacher {config.distill.teachers[0].checkpoint}"
+    )
+    if teacher_outputs != student_outputs:
+        raise KDistillError(
+            f"the teacher outputs {teacher_outputs} classes and the student {student_outputs}: "
+            "set model.kwargs.num_classes to match"
+        )
+    terms = build_terms(config.distill)
+    cached = None
+    if _use_cached_logits(config, terms):
+        cached = teacher_logits_for_split(
+            teacher, data.train, cache_dir(), device=resolve_device(config.train.device)
+        )
+    run_dir = write_run_config(config)
+    settings.recipes = {"student": config.model.model_dump()}
+    if config.distill.hint_epochs:
+        hints = [term for term in terms if term.name == "fitnet"]
+        if not hints:
+            raise KDistillError(
+                f"distill.hint_epochs={config.distill.hint_epochs} needs a fitnet term in "
+                "distill.terms: add {kind: fitnet, student: ..., teacher: ...} or set hint_epochs=0"
+            )
+        hint_settings = replace(
+            settings,
+            train=config.train.model_copy(update={"epochs": config.distill.hint_epochs}),
+            run_dir=run_dir / "hint-stage",
+            description=f"hints {run_dir.name}",
+            metadata={"stage": "hints"},
+        )
+        fit(Distiller(student, teacher, hints), data, hint_settings, resume=resume)
+        if not config.distill.keep_hints:
+            terms = [term for term in terms if term.name != "fitnet"]
+    objective = Distiller(
+        student, teacher, terms, cached_teacher_logits=cached, use_labels=config.distill.use_labels
+    )
+    settings.description = f"distill {run_dir.name}"
+    settings.metadata = {
+        "adapter_parameters": objective.adapter_parameter_count(),
+        "teacher_cache": cached is not None,
+    }
+    return fit(objective, data, settings, resume=resume)

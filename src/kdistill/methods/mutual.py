@@ -41,23 +41,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdistill import runs
-from kdistill.config import ModelConfig, RunConfig, config_digest, dump_config
-from kdistill.data import Batch, DataSet, check_num_classes
-from kdistill.engine.evaluate import without_confusion
+from kdistill.config import (
+    ModelConfig,
+    MutualConfig,
+    MutualRunConfig,
+    TrainRunConfig,
+    config_digest,
+)
+from kdistill.data import Batch, DataSet, TrainingData, prepare_data
+from kdistill.engine import FitResult, fit, resolve_device
 from kdistill.engine.objective import Objective, ObjectiveOutput, SupervisedObjective
-from kdistill.engine.trainer import FitResult, resolve_device
 from kdistill.errors import KDistillError
 from kdistill.files import atomic_write_text
 from kdistill.losses.logits import teacher_log_probs
-from kdistill.methods.born_again import (
+from kdistill.methods.born_again import ensemble_log_probs
+from kdistill.methods.common import (
+    build_model,
+    check_model,
     derived_seed,
-    ensemble_log_probs,
-    model_outputs,
+    fit_settings,
     resumable_checkpoint,
+    write_run_config,
 )
-from kdistill.models import create_model
-from kdistill.teachers import evaluate_ensembles
+from kdistill.tasks import create_task, without_confusion
+from kdistill.teachers import evaluate_growing_ensembles
 
 PEER_TARGETS = ("average", "pairwise")
 SUMMARY_NAME = "mutual.json"
@@ -153,31 +160,27 @@ def member_seed(seed: int, index: int) -> int:
 
 
 def build_member(member: ModelConfig, seed: int, index: int) -> nn.Module:
-    torch.manual_seed(member_seed(seed, index))
-    return create_model(member.name, **member.kwargs)
+    return build_model(member, member_seed(seed, index))
 
 
-def _mutual_settings(config: RunConfig):
-    if config.mutual is None:
+def _mutual_settings(config: MutualRunConfig) -> MutualConfig:
+    if not isinstance(config, MutualRunConfig):
         raise KDistillError(
             "this config has no mutual section: add mutual.members (see configs/mutual/)"
-        )
-    if config.distill is not None:
-        raise KDistillError(
-            "mutual learning has no fixed teacher: remove the distill section (distil the "
-            "cohort into a student afterwards with kdistill distill)"
         )
     return config.mutual
 
 
-def _build_cohort(config: RunConfig, data: runs.PreparedData) -> list[nn.Module]:
+def _build_cohort(config: MutualRunConfig, data: TrainingData) -> list[nn.Module]:
     settings = _mutual_settings(config)
     members = [
         build_member(member, config.seed, index) for index, member in enumerate(settings.members)
     ]
-    outputs = [model_outputs(member, data.train) for member in members]
-    for count in outputs:
-        check_num_classes(data.dataset, count)
+    task = create_task(config.task)
+    outputs = [
+        check_model(task, member, data, f"mutual.members[{index}] {spec.name}")
+        for index, (member, spec) in enumerate(zip(members, settings.members, strict=True))
+    ]
     if len(set(outputs)) > 1:
         raise KDistillError(
             f"the cohort's members output {outputs} classes: give every member the same "
@@ -187,7 +190,7 @@ def _build_cohort(config: RunConfig, data: runs.PreparedData) -> list[nn.Module]
 
 
 def _alone(
-    config: RunConfig, index: int, data: runs.PreparedData, run_dir: Path, resume: bool
+    config: MutualRunConfig, index: int, data: TrainingData, run_dir: Path, resume: bool
 ) -> FitResult:
     settings = _mutual_settings(config)
     if not 0 <= index < len(settings.members):
@@ -196,25 +199,29 @@ def _alone(
         )
     member = settings.members[index]
     model = build_member(member, config.seed, index)
-    check_num_classes(data.dataset, model_outputs(model, data.train))
+    check_model(create_task(config.task), model, data, f"mutual.members[{index}] {member.name}")
     # Identified by what this model's training depends on only, so changing the cohort's
     # KL weight does not invalidate its baselines.
-    solo = config.model_copy(update={"model": member, "mutual": None})
+    solo = TrainRunConfig(
+        seed=config.seed, task=config.task, data=config.data, model=member, train=config.train
+    )
     identity = {"procedure": "alone", "member_index": index, "config_digest": config_digest(solo)}
-    return runs.fit_prepared(
+    return fit(
         SupervisedObjective(model),
         data,
-        config,
-        run_dir,
+        fit_settings(
+            config,
+            run_dir,
+            recipes={"model": member.model_dump()},
+            description=f"alone member{index}",
+            metadata=identity,
+        ),
         resume=resume and resumable_checkpoint(run_dir, identity),
-        recipes={"model": member.model_dump()},
-        description=f"alone member{index}",
-        extra_metadata=identity,
     )
 
 
 def train_alone(
-    config: RunConfig,
+    config: MutualRunConfig,
     index: int,
     run_dir: str | Path | None = None,
     *,
@@ -227,7 +234,7 @@ def train_alone(
     seed), same epochs and optimizer; only the KL term is missing. Writes
     ``model.safetensors`` to ``run_dir`` (default ``output_dir/alone-<index>``).
     """
-    data = runs.prepare_data(config.data, config.seed, dataset)
+    data = prepare_data(config.data, config.seed, dataset)
     target = Path(run_dir) if run_dir is not None else Path(config.output_dir) / f"alone-{index}"
     return _alone(config, index, data, target, resume)
 
@@ -265,7 +272,7 @@ class MutualResult:
 
 
 def run_mutual(
-    config: RunConfig,
+    config: MutualRunConfig,
     *,
     resume: bool = False,
     with_baselines: bool = True,
@@ -279,11 +286,9 @@ def run_mutual(
     ``resume`` continues every run from its epoch checkpoint. Writes ``output_dir/mutual.json``.
     """
     settings = _mutual_settings(config)
-    data = runs.prepare_data(config.data, config.seed, dataset)
-    root = Path(config.output_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(root / "config.yaml", dump_config(config))
+    data = prepare_data(config.data, config.seed, dataset)
     members = _build_cohort(config, data)
+    root = write_run_config(config)
     objective = MutualObjective(
         members, settings.kl_weight, settings.temperature, settings.peer_target
     )
@@ -291,23 +296,26 @@ def run_mutual(
     identity = {"procedure": "mutual", "config_digest": config_digest(config, drop=("model",))}
     cohort_dir = root / "cohort"
     started = time.perf_counter()
-    result = runs.fit_prepared(
+    result = fit(
         objective,
         data,
-        config,
-        cohort_dir,
+        fit_settings(
+            config,
+            cohort_dir,
+            recipes={
+                f"member{index}": member.model_dump()
+                for index, member in enumerate(settings.members)
+            },
+            description="mutual cohort",
+            metadata=identity,
+        ),
         resume=resume and resumable_checkpoint(cohort_dir, identity),
-        recipes={
-            f"member{index}": member.model_dump() for index, member in enumerate(settings.members)
-        },
-        description="mutual cohort",
-        extra_metadata=identity,
     )
     seconds = time.perf_counter() - started
     device = resolve_device(config.train.device)
     cohort = {
         name: evaluation.summary()
-        for name, evaluation in evaluate_ensembles(
+        for name, evaluation in evaluate_growing_ensembles(
             list(objective.members),
             data.eval_splits,
             batch_size=config.train.eval_batch_size,

@@ -5,5 +5,14 @@ from kdistill.models import mlp as _mlp  # noqa: F401  (registers "mlp")
 from kdistill.models.cnn import SmallCNN
 from kdistill.models.mlp import MLP
 from kdistill.models.registry import count_parameters, create_model, list_models, register_model
+from kdistill.models.surgery import apply_class_bias_shift
 
-__all__ = ["MLP", "SmallCNN", "count_parameters", "create_model", "list_models", "register_model"]
+__all__ = [
+    "MLP",
+    "SmallCNN",
+    "apply_class_bias_shift",
+    "count_parameters",
+    "create_model",
+    "list_models",
+    "register_model",
+]

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from kdistill.errors import KDistillError
+from kdistill.plugins import import_object
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -33,19 +33,13 @@ def list_models() -> list[str]:
 
 
 def _import_factory(path: str) -> Callable[..., nn.Module]:
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
+    if ":" not in path:
         raise KDistillError(
             f"model {path!r} is neither a registered name ({', '.join(list_models())}) "
             "nor an import path of the form 'package.module:factory'"
         )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise KDistillError(
-            f"cannot import module {module_name!r} for model {path!r}: {error}"
-        ) from None
-    factory = getattr(module, attribute, None)
+    factory = import_object(path, "model")
+    module_name, _, attribute = path.partition(":")
     if factory is None or not callable(factory):
         raise KDistillError(
             f"module {module_name!r} has no callable {attribute!r} (model {path!r})"

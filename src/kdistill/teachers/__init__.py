@@ -3,15 +3,15 @@
 from kdistill.teachers.cache import split_fingerprint, teacher_logits_for_split
 from kdistill.teachers.teacher import (
     Teacher,
-    evaluate_ensemble,
-    evaluate_ensembles,
+    evaluate_growing_ensembles,
+    evaluate_teacher,
     load_teacher,
 )
 
 __all__ = [
     "Teacher",
-    "evaluate_ensemble",
-    "evaluate_ensembles",
+    "evaluate_teacher",
+    "evaluate_growing_ensembles",
     "load_teacher",
     "split_fingerprint",
     "teacher_logits_for_split",

@@ -16,14 +16,17 @@ import torch
 
 from kdistill.data import Split
 from kdistill.engine.checkpoint import load_tensors, save_tensors
-from kdistill.engine.evaluate import predict_logits
+from kdistill.tasks import predict_logits
 from kdistill.teachers.teacher import Teacher
 
 
 def split_fingerprint(split: Split) -> str:
     digest = hashlib.sha256()
-    digest.update(split.images.contiguous().numpy().tobytes())
+    digest.update(split.inputs.contiguous().numpy().tobytes())
     digest.update(split.labels.contiguous().numpy().tobytes())
+    if not split.input_encoding.is_plain:
+        # Keys of runs made before encodings existed (plain /255 pixels) stay valid.
+        digest.update(split.input_encoding.digest().encode())
     return digest.hexdigest()
 
 
@@ -46,7 +49,7 @@ def teacher_logits_for_split(
         return tensors["logits"]
     teacher.to(device)
     logits = torch.stack(
-        [predict_logits(member, split.images, batch_size, device) for member in teacher.members]
+        [predict_logits(member, split, batch_size, device) for member in teacher.members]
     )
     save_tensors(
         path,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,17 +18,23 @@ from torch import nn
 from kdistill.config import TeacherConfig
 from kdistill.data import Split
 from kdistill.engine.checkpoint import load_model
-from kdistill.engine.evaluate import Evaluation, evaluate_logits, predict_logits
 from kdistill.losses.logits import teacher_log_probs
+from kdistill.tasks import ClassEvaluation, evaluate_logits, predict_logits
 
 
 class Teacher(nn.Module):
     """A frozen ensemble of one or more models. ``train()`` never takes it out of eval mode,
     so dropout and batch-norm statistics stay fixed whatever the caller does."""
 
-    def __init__(self, members: Sequence[nn.Module]) -> None:
+    def __init__(
+        self,
+        members: Sequence[nn.Module],
+        input_encodings: Sequence[dict[str, Any] | None] | None = None,
+    ) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
+        self.input_encodings = list(input_encodings or [None] * len(members))
+        """Per member: the input encoding it was trained with (from its file), if recorded."""
         for parameter in self.parameters():
             parameter.requires_grad_(False)
         super().train(False)
@@ -50,29 +57,28 @@ class Teacher(nn.Module):
 
 def load_teacher(configs: Sequence[TeacherConfig]) -> Teacher:
     """Load every member's weights safely (safetensors or ``weights_only`` state dicts)."""
-    members = []
+    members, encodings = [], []
     for config in configs:
         recipe = config.model.model_dump() if config.model is not None else None
-        model, _ = load_model(config.checkpoint, recipe)
+        model, metadata = load_model(config.checkpoint, recipe)
         members.append(model)
-    return Teacher(members)
+        encodings.append(metadata.get("input_encoding"))
+    return Teacher(members, encodings)
 
 
 def _member_logits(
     models: Sequence[nn.Module], split: Split, batch_size: int, device: str | torch.device
 ) -> torch.Tensor:
-    return torch.stack(
-        [predict_logits(model, split.images, batch_size, device) for model in models]
-    )
+    return torch.stack([predict_logits(model, split, batch_size, device) for model in models])
 
 
-def evaluate_ensembles(
+def evaluate_growing_ensembles(
     models: Sequence[nn.Module],
     splits: Mapping[str, Split],
     rule: str = "arithmetic",
     batch_size: int = 2000,
     device: str | torch.device = "cpu",
-) -> list[dict[str, Evaluation]]:
+) -> list[dict[str, ClassEvaluation]]:
     """Entry ``i``: the ensemble of ``models[: i + 1]`` evaluated on every split.
 
     The members' distributions are combined at T = 1 by the arithmetic or geometric mean, as
@@ -94,15 +100,15 @@ def evaluate_ensembles(
     ]
 
 
-def evaluate_ensemble(
+def evaluate_teacher(
     teacher: Teacher,
     split: Split,
     rule: str = "arithmetic",
     batch_size: int = 2000,
     device: str | torch.device = "cpu",
-) -> tuple[Evaluation, list[Evaluation]]:
+) -> tuple[ClassEvaluation, list[ClassEvaluation]]:
     """Test a teacher's whole ensemble (members combined by ``rule`` at T = 1, as in
-    :func:`evaluate_ensembles`) and each member by itself, on one split."""
+    :func:`evaluate_growing_ensembles`) and each member by itself, on one split."""
     member_logits = _member_logits(teacher.members, split, batch_size, device)
     combined = evaluate_logits(teacher_log_probs(member_logits, 1.0, rule), split.labels)
     return combined, [evaluate_logits(logits, split.labels) for logits in member_logits]

@@ -19,13 +19,13 @@ import torch
 import yaml
 
 from kdistill.config import RunConfig, TeacherConfig, load_config
-from kdistill.data import DataSet, Split, load_dataset
-from kdistill.engine import load_model, predict_logits
-from kdistill.engine.evaluate import evaluate_logits
+from kdistill.data import DataSet, Split, load_dataset, prepare_data
+from kdistill.engine import load_model
 from kdistill.errors import KDistillError
 from kdistill.experiments.stages import StageResult, run_stage
-from kdistill.runs import cache_dir, prepare_data
-from kdistill.teachers import Teacher, evaluate_ensemble
+from kdistill.files import cache_dir
+from kdistill.tasks import evaluate_logits, predict_logits
+from kdistill.teachers import Teacher, evaluate_teacher
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 PAPER_BIAS_SHIFT_MISSING_3 = 3.5
@@ -97,8 +97,8 @@ def _missing_class_study(
     paper_shift: float,
 ) -> dict[str, Any]:
     model, _ = load_model(stage.model_path())
-    validation_logits = predict_logits(model, validation.images)
-    test_logits = predict_logits(model, dataset.test.images)
+    validation_logits = predict_logits(model, validation)
+    test_logits = predict_logits(model, dataset.test)
     found, curve = search_bias_shift(validation_logits, validation.labels, classes, candidates)
     return {
         "classes_shifted": classes,
@@ -260,7 +260,7 @@ def run(
     }
     ensemble_teacher = Teacher([load_model(path)[0] for path in members])
     for rule in ("arithmetic", "geometric"):
-        combined, _ = evaluate_ensemble(ensemble_teacher, dataset.test, rule)
+        combined, _ = evaluate_teacher(ensemble_teacher, dataset.test, rule)
         ensemble[f"teacher_{rule}_test_errors"] = combined.errors
     for rule in ("arithmetic", "geometric"):
         results = [

@@ -1,0 +1,36 @@
+"""Tasks: what a batch holds, what a model's output means and which metrics evaluation computes.
+
+One engine loop serves every task; a task is a plug-in (``@register_task``).
+"""
+
+from kdistill.tasks.base import (
+    BatchSource,
+    Evaluation,
+    Meter,
+    Task,
+    create_task,
+    register_task,
+)
+from kdistill.tasks.classification import (
+    ClassEvaluation,
+    ClassificationTask,
+    evaluate_classifier,
+    evaluate_logits,
+    predict_logits,
+    without_confusion,
+)
+
+__all__ = [
+    "BatchSource",
+    "ClassEvaluation",
+    "ClassificationTask",
+    "Evaluation",
+    "Meter",
+    "Task",
+    "create_task",
+    "evaluate_classifier",
+    "evaluate_logits",
+    "predict_logits",
+    "register_task",
+    "without_confusion",
+]

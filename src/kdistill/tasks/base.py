@@ -1,0 +1,109 @@
+"""What a task is: how batches are built, what a model's output means, which metrics count.
+
+The engine runs one loop for every task. It asks the task for a loader of batches, for a
+meter that accumulates the training metric from the objective's outputs, and for an
+evaluation of each model on each split; it never looks inside a batch or an output itself.
+Classification is the first task; detection, segmentation, language models and generators
+plug in the same way (``@register_task`` or ``task: package.module:Class`` in a config).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar, Protocol
+
+import torch
+from torch import nn
+
+from kdistill.data import Split
+from kdistill.errors import KDistillError
+from kdistill.plugins import import_object
+
+__all__ = ["BatchSource", "Evaluation", "Meter", "Task", "create_task", "register_task"]
+
+
+class BatchSource(Protocol):
+    """An epoch's batches: ``set_epoch(e)`` fixes their order (and augmentation) from
+    ``(seed, e)``, so a resumed run sees the same batches as an uninterrupted one."""
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Meter(ABC):
+    """Accumulates a task's training metrics over an epoch, on the device (read once)."""
+
+    @abstractmethod
+    def update(self, outputs: Any, batch: Any) -> None: ...
+
+    @abstractmethod
+    def summary(self) -> dict[str, float]: ...
+
+
+class Evaluation(ABC):
+    """One model on one split; ``summary()`` is what metrics.jsonl and reports record."""
+
+    @abstractmethod
+    def summary(self, with_details: bool = False) -> dict[str, Any]: ...
+
+
+class Task(ABC):
+    """How one kind of work is batched, measured and checked. Subclasses set ``name``."""
+
+    name: ClassVar[str] = "task"
+
+    @abstractmethod
+    def loader(
+        self,
+        split: Split,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int,
+        max_shift: int,
+        device: torch.device,
+    ) -> BatchSource: ...
+
+    @abstractmethod
+    def batch_size(self, batch: Any) -> int: ...
+
+    @abstractmethod
+    def meter(self, device: torch.device) -> Meter: ...
+
+    @abstractmethod
+    def evaluate(
+        self, model: nn.Module, split: Split, batch_size: int, device: torch.device
+    ) -> Evaluation: ...
+
+    @abstractmethod
+    def probe(self, model: nn.Module, split: Split, role: str) -> int:
+        """Run ``model`` on one example; return its output size, or raise a one-line error
+        naming the model (``role``), the input shape it got and the config key that changes it."""
+
+
+_TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(task_class: type[Task]) -> type[Task]:
+    """Decorator: make a :class:`Task` subclass available by its ``name``."""
+    _TASKS[task_class.name] = task_class
+    return task_class
+
+
+def create_task(name: str) -> Task:
+    """A task by registered name (``classification``) or ``package.module:Class``."""
+    task_class: Callable[[], Task] | None = _TASKS.get(name)
+    if task_class is None:
+        if ":" not in name:
+            raise KDistillError(
+                f"unknown task {name!r}: use one of {', '.join(sorted(_TASKS))} or "
+                "'package.module:Class'"
+            )
+        task_class = import_object(name, "task")
+        if not (isinstance(task_class, type) and issubclass(task_class, Task)):
+            raise KDistillError(f"task {name!r} must subclass kdistill.tasks.Task")
+    return task_class()
