@@ -1,147 +1,37 @@
-"""``kdistill reproduce hinton-mnist``: Hinton, Vinyals & Dean (2015), section 3 (MNIST) and the
-section 6 finding (soft targets as a regulariser), re-run on real MNIST.
+"""The hinton-mnist reproduction, stage by stage: teachers, hard-label and distilled students,
+the temperature sweep, the missing-class transfer sets, the regulariser study, ensembles and the
+CNN-teacher row; every stage cached by :func:`kdistill.studies.stages.run_stage`, then the report.
 
-Every stage is one of the YAML configs beside this file (``configs/``), changed only by the
-profile (``configs/profiles.yaml``: epochs, seeds, sweep values) and by the wiring between
-stages (which teacher file a student reads). Finished stages are cached by config digest.
+Every stage is one of the YAML configs in ``configs/``, changed only by the profile
+(``configs/profiles.yaml``: epochs, seeds, sweep values) and by the wiring between stages
+(which teacher file a student reads).
 """
 
 from __future__ import annotations
 
 import json
 import platform
-import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
-from kdistill.config import RunConfig, TeacherConfig, load_config
-from kdistill.data import DataSet, Split, load_dataset
-from kdistill.engine import load_model, predict_logits
-from kdistill.engine.evaluate import evaluate_logits
-from kdistill.errors import KDistillError
-from kdistill.experiments.stages import StageResult, run_stage
-from kdistill.runs import cache_dir, prepare_data
+from kdistill.data import load_dataset
+from kdistill.engine import load_model
+from kdistill.files import cache_dir
+from kdistill.reports.hinton_mnist import write_report
+from kdistill.studies.hinton_mnist.analysis import mean_std, missing_class_study, model_card
+from kdistill.studies.hinton_mnist.plan import (
+    PAPER_BIAS_SHIFT_MISSING_3,
+    PAPER_BIAS_SHIFT_ONLY_7_8,
+    load_profile,
+    profile_dataset,
+    stage_config,
+    teacher_entries,
+)
+from kdistill.studies.stages import StageResult, _prepare_data, run_stage
 from kdistill.teachers import Teacher, evaluate_ensemble
-
-CONFIG_DIR = Path(__file__).parent / "configs"
-PAPER_BIAS_SHIFT_MISSING_3 = 3.5
-PAPER_BIAS_SHIFT_ONLY_7_8 = -7.6
-
-
-def load_profile(profile: str) -> dict[str, Any]:
-    profiles = yaml.safe_load((CONFIG_DIR / "profiles.yaml").read_text())
-    if profile not in profiles:
-        raise KDistillError(
-            f"unknown profile {profile!r} for hinton-mnist: use one of {', '.join(profiles)}"
-        )
-    return profiles[profile]
-
-
-def stage_config(name: str, overrides: list[str]) -> RunConfig:
-    return load_config(CONFIG_DIR / f"{name}.yaml", overrides)
-
-
-def _subset(dataset: DataSet, train_size: int | None) -> DataSet:
-    """The smoke profile's small data set: the first ``train_size`` training cases, 2,000 test cases."""
-    if not train_size:
-        return dataset
-    keep = torch.arange(train_size)
-    return DataSet(
-        name=f"{dataset.name}[:{train_size}]",
-        train=dataset.train.subset(keep),
-        test=dataset.test.subset(torch.arange(2000)),
-        num_classes=dataset.num_classes,
-        fingerprint=f"{dataset.fingerprint}:{train_size}",
-    )
-
-
-def _teachers(paths: list[Path]) -> list[dict[str, str]]:
-    return [TeacherConfig(checkpoint=str(path)).model_dump(exclude_none=True) for path in paths]
-
-
-def search_bias_shift(
-    logits: torch.Tensor, labels: torch.Tensor, classes: list[int], candidates: torch.Tensor
-) -> tuple[float, list[int]]:
-    """The shift (added to the logits of ``classes``) with the fewest errors on held-out data.
-
-    Hinton et al. tuned the shift on the test set; here it is chosen on a validation split
-    carved from the training data. Ties go to the smallest absolute shift.
-    """
-    errors = []
-    for shift in candidates.tolist():
-        shifted = logits.clone()
-        shifted[:, classes] += shift
-        errors.append(int((shifted.argmax(dim=1) != labels).sum()))
-    best = min(range(len(errors)), key=lambda i: (errors[i], abs(candidates[i].item())))
-    return float(candidates[best]), errors
-
-
-def _shifted_test(
-    logits: torch.Tensor, labels: torch.Tensor, classes: list[int], shift: float
-) -> dict[str, Any]:
-    shifted = logits.clone()
-    shifted[:, classes] += shift
-    return evaluate_logits(shifted, labels).summary()
-
-
-def _missing_class_study(
-    stage: StageResult,
-    dataset: DataSet,
-    validation: Split,
-    classes: list[int],
-    candidates: torch.Tensor,
-    paper_shift: float,
-) -> dict[str, Any]:
-    model, _ = load_model(stage.model_path())
-    validation_logits = predict_logits(model, validation.images)
-    test_logits = predict_logits(model, dataset.test.images)
-    found, curve = search_bias_shift(validation_logits, validation.labels, classes, candidates)
-    return {
-        "classes_shifted": classes,
-        "before": _shifted_test(test_logits, dataset.test.labels, classes, 0.0),
-        "searched_shift": found,
-        "after_searched_shift": _shifted_test(test_logits, dataset.test.labels, classes, found),
-        "paper_shift": paper_shift,
-        "after_paper_shift": _shifted_test(test_logits, dataset.test.labels, classes, paper_shift),
-        "validation_curve": {"shifts": candidates.tolist(), "errors": curve},
-        "train_examples": None,
-    }
-
-
-def _mean_std(values: list[float]) -> dict[str, float]:
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "runs": len(values),
-        "values": values,
-    }
-
-
-def _model_card(path: Path, members: list[Path] | None = None) -> dict[str, Any]:
-    """Parameters, bytes on disk and CPU inference latency at batch 1 and 256 (median of runs)."""
-    paths = members or [path]
-    models = [load_model(p)[0].eval() for p in paths]
-    parameters = sum(sum(t.numel() for t in m.parameters()) for m in models)
-    size = sum(p.stat().st_size for p in paths)
-    latency = {}
-    for batch_size in (1, 256):
-        inputs = torch.rand(batch_size, 1, 28, 28)
-        timings = []
-        with torch.inference_mode():
-            for _ in range(5):
-                for m in models:
-                    m(inputs)
-            for _ in range(30 if batch_size == 1 else 10):
-                started = time.perf_counter()
-                for m in models:
-                    m(inputs)
-                timings.append(time.perf_counter() - started)
-        latency[f"batch_{batch_size}_ms"] = 1000 * statistics.median(timings)
-    return {"parameters": parameters, "bytes_on_disk": size, **latency}
 
 
 def run(
@@ -152,7 +42,7 @@ def run(
     work_dir = Path(work_dir or f"runs/hinton-mnist-{profile}")
     output_dir = Path(output_dir or f"docs/results/hinton-mnist/{profile}")
     started = time.perf_counter()
-    dataset = _subset(load_dataset("mnist", cache_dir=cache_dir()), settings["train_subset"])
+    dataset = profile_dataset(load_dataset("mnist", cache_dir=cache_dir()), settings["train_subset"])
     seeds: list[int] = settings["seeds"]
     stages: dict[str, StageResult] = {}
 
@@ -171,7 +61,7 @@ def run(
     }
 
     def from_teacher(seed: int) -> str:
-        return "distill.teachers=" + json.dumps(_teachers([teachers[seed].model_path()]))
+        return "distill.teachers=" + json.dumps(teacher_entries([teachers[seed].model_path()]))
 
     hard = [
         stage(f"student-hard-s{s}", "student-hard", [f"seed={s}", epochs("student_epochs")])
@@ -204,7 +94,7 @@ def run(
             sweep[str(width)][str(temperature)] = result.test_errors()
 
     # Transfer sets with missing classes; the bias shift is searched on held-out training data.
-    studies = {}
+    missing_classes = {}
     for name, config_name, classes, paper_shift, grid in (
         (
             "missing-3",
@@ -217,13 +107,13 @@ def run(
     ):
         result = stage(name, config_name, [epochs("transfer_epochs"), from_teacher(seeds[0])])
         config = stage_config(config_name, [])
-        prepared = prepare_data(config.data, config.seed, dataset)
-        study = _missing_class_study(
+        prepared = _prepare_data(config.data, config.seed, dataset)
+        study = missing_class_study(
             result, dataset, prepared.eval_splits["validation"], classes, grid, paper_shift
         )
         study["train_examples"] = len(prepared.train)
         study["seconds"] = result.seconds
-        studies[name] = study
+        missing_classes[name] = study
 
     # Section 6: soft targets as a regulariser, at several training-set fractions.
     regularizer: dict[str, Any] = {"fractions": {}}
@@ -271,12 +161,12 @@ def run(
                     f"seed={s}",
                     epochs("ensemble_epochs"),
                     f"distill.ensemble_rule={rule}",
-                    "distill.teachers=" + json.dumps(_teachers(members)),
+                    "distill.teachers=" + json.dumps(teacher_entries(members)),
                 ],
             )
             for s in seeds
         ]
-        ensemble[f"student_{rule}"] = _mean_std([r.test_errors() for r in results])
+        ensemble[f"student_{rule}"] = mean_std([r.test_errors() for r in results])
 
     beyond = None
     if settings.get("beyond_epochs"):
@@ -286,7 +176,7 @@ def run(
             "beyond",
             [
                 epochs("beyond_epochs"),
-                "distill.teachers=" + json.dumps(_teachers([cnn_teacher.model_path()])),
+                "distill.teachers=" + json.dumps(teacher_entries([cnn_teacher.model_path()])),
             ],
         )
         beyond = {
@@ -310,22 +200,22 @@ def run(
         },
         "data": {"name": dataset.name, "train": len(dataset.train), "test": len(dataset.test)},
         "rule": "last epoch (except the early-stopped 3% hard-label baseline)",
-        "teacher": _mean_std([teachers[s].test_errors() for s in seeds]),
-        "student_hard": _mean_std([r.test_errors() for r in hard]),
-        "student_distilled": _mean_std([r.test_errors() for r in distilled]),
+        "teacher": mean_std([teachers[s].test_errors() for s in seeds]),
+        "student_hard": mean_std([r.test_errors() for r in hard]),
+        "student_distilled": mean_std([r.test_errors() for r in distilled]),
         "temperature_sweep": sweep,
-        "missing_classes": studies,
+        "missing_classes": missing_classes,
         "regularizer": regularizer,
         "ensemble": ensemble,
         "beyond": beyond,
         "models": {
-            "teacher": _model_card(teachers[seeds[0]].model_path()),
-            "ensemble": _model_card(members[0], members),
-            "student": _model_card(distilled[0].model_path()),
+            "teacher": model_card(teachers[seeds[0]].model_path()),
+            "ensemble": model_card(members[0], members),
+            "student": model_card(distilled[0].model_path()),
             **(
                 {
-                    "cnn teacher (beyond)": _model_card(Path(beyond["teacher_path"])),
-                    "student from the cnn teacher (beyond)": _model_card(
+                    "cnn teacher (beyond)": model_card(Path(beyond["teacher_path"])),
+                    "student from the cnn teacher (beyond)": model_card(
                         Path(beyond["student_path"])
                     ),
                 }
@@ -351,8 +241,6 @@ def run(
         },
         "total_seconds": time.perf_counter() - started,
     }
-    from kdistill.reports.hinton_mnist import write_report
-
     report = write_report(results, output_dir)
     results["report"] = str(report)
     return results
