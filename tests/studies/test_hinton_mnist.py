@@ -4,8 +4,8 @@ import json
 
 import torch
 
-from kdistill.experiments import run_reproduction
-from kdistill.experiments.hinton_mnist import search_bias_shift
+from kdistill.studies import run_reproduction
+from kdistill.studies.hinton_mnist import search_bias_shift
 
 
 def test_smoke_profile_writes_the_report_and_caches_stages(tmp_path):

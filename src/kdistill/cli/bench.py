@@ -133,9 +133,7 @@ def _add_self_online(benches: argparse._SubParsersAction) -> None:
     self_online.add_argument(
         "--train-size", type=int, default=10_000, help="stratified training subset (default 10000)"
     )
-    self_online.add_argument(
-        "--datasets", nargs="+", default=list(SUITES), choices=list(SUITES)
-    )
+    self_online.add_argument("--datasets", nargs="+", default=list(SUITES), choices=list(SUITES))
     self_online.add_argument(
         "--work-dir",
         type=Path,

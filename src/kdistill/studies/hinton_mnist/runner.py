@@ -42,7 +42,9 @@ def run(
     work_dir = Path(work_dir or f"runs/hinton-mnist-{profile}")
     output_dir = Path(output_dir or f"docs/results/hinton-mnist/{profile}")
     started = time.perf_counter()
-    dataset = profile_dataset(load_dataset("mnist", cache_dir=cache_dir()), settings["train_subset"])
+    dataset = profile_dataset(
+        load_dataset("mnist", cache_dir=cache_dir()), settings["train_subset"]
+    )
     seeds: list[int] = settings["seeds"]
     stages: dict[str, StageResult] = {}
 

@@ -26,7 +26,9 @@ from kdistill.config import RunConfig, load_config
 from kdistill.errors import KDistillError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-_METHOD_LINE = re.compile(r"^# Method: (?P<label>.+), row (?P<row>\d+) of kdistill bench methods\.$")
+_METHOD_LINE = re.compile(
+    r"^# Method: (?P<label>.+), row (?P<row>\d+) of kdistill bench methods\.$"
+)
 _WEIGHT_LINE = re.compile(r"^# Weight: (?P<source>.+?)\.?$")
 
 
@@ -72,7 +74,9 @@ def _method(key: str, path: Path) -> Method | None:
         return None
     weight = [m for m in map(_WEIGHT_LINE.match, header) if m]
     if not weight:
-        raise KDistillError(f"{path}: a method config needs a '# Weight: ...' line after '# Method:'")
+        raise KDistillError(
+            f"{path}: a method config needs a '# Weight: ...' line after '# Method:'"
+        )
     config = load_config(path)
     if config.distill is None or not config.distill.terms:
         raise KDistillError(f"{path}: a method config needs distill.terms (the method's term)")

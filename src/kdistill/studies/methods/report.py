@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 from kdistill.studies.methods.catalogue import label as _label
-from kdistill.studies.methods.catalogue import methods
 from kdistill.studies.methods.settings import DATASET_LABELS
 from kdistill.studies.methods.stats import beyond_spread, delta, ratio_over_datasets
 
@@ -31,7 +30,6 @@ REFERENCE_CIFAR100 = {
     "nst": 73.30,
     "dkd": 76.32,
 }
-
 
 
 def _cell(summary: dict[str, Any], variant: str, baseline: float | None) -> str:
@@ -113,10 +111,10 @@ def render_comparison(results: dict[str, Any]) -> str:
             variants = results["summary"][name]["variants"]
             parts = []
             for part in keys:
-                delta = delta(variants, part)
-                if delta is not None:
+                difference = delta(variants, part)
+                if difference is not None:
                     parts.append(
-                        f"{delta:+.2f}" + (f" ({_label(part)})" if key == "rkd" else "")
+                        f"{difference:+.2f}" + (f" ({_label(part)})" if key == "rkd" else "")
                     )
             ours.append(", ".join(parts) if parts else "-")
         value = REFERENCE_CIFAR100[key]

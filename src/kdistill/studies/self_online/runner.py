@@ -171,7 +171,9 @@ def run_self_online_benchmark(settings: SelfOnlineSettings) -> dict[str, Any] | 
     seeds = settings.seeds[:1] if timing else settings.seeds
     work = settings.work_dir / ("timing" if timing else "full")
     started = time.perf_counter()
-    log(f"profile {settings.profile}, seeds {seeds}, train size {settings.train_size}, work dir {work}")
+    log(
+        f"profile {settings.profile}, seeds {seeds}, train size {settings.train_size}, work dir {work}"
+    )
 
     results: dict[str, Any] = {}
     totals: dict[str, int] = {}
@@ -194,7 +196,9 @@ def run_self_online_benchmark(settings: SelfOnlineSettings) -> dict[str, Any] | 
         for data_name, per_seed in results.items():
             seconds = sum(v["seconds"] for v in per_seed[0].values())
             planned = SUITES[data_name]["epochs"] * seconds * len(settings.seeds)
-            log(f"{data_name}: 1 epoch x 1 seed = {seconds:.0f} s -> planned {planned / 60:.1f} min")
+            log(
+                f"{data_name}: 1 epoch x 1 seed = {seconds:.0f} s -> planned {planned / 60:.1f} min"
+            )
         return None
 
     report = {
