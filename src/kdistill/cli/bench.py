@@ -1,4 +1,4 @@
-"""``kdistill bench``: measured benchmarks (methods table, throughput)."""
+"""``kdistill bench``: measured benchmarks (methods table, self/online distillation)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,20 @@ import argparse
 from pathlib import Path
 
 from kdistill.errors import KDistillError
+from kdistill.studies.methods import catalogue
 
 METHODS_EPILOG = """example (about an hour on 2 CPU cores at 1 thread):
   kdistill bench methods --threads 1
   kdistill bench methods --datasets mnist --methods at,fitnet --seeds 1 --epochs 1
 
 Finished runs are kept in --work-dir as one JSON file each; rerun the same command after an
+interruption to resume."""
+
+SELF_ONLINE_EPILOG = """example (the table: about 30 min on one thread):
+  OMP_NUM_THREADS=1 kdistill bench self-online
+  OMP_NUM_THREADS=1 kdistill bench self-online --profile timing   # 1 epoch, 1 seed
+
+Finished units are kept in --work-dir (stage.json each); rerun the same command after an
 interruption to resume."""
 
 
@@ -35,7 +43,7 @@ def add_bench_verb(verbs: argparse._SubParsersAction) -> None:
     """Register ``kdistill bench`` on the main parser."""
     bench = verbs.add_parser(
         "bench",
-        help="measured benchmarks (the distillation methods table)",
+        help="measured benchmarks (the distillation methods table, self/online distillation)",
         description="Run a benchmark and write its table (Markdown + JSON).",
     )
     benches = bench.add_subparsers(dest="bench", metavar="BENCH")
@@ -70,8 +78,8 @@ def add_bench_verb(verbs: argparse._SubParsersAction) -> None:
         "--methods",
         type=_names,
         default=None,
-        help="comma-separated subset of: logit_l2, dkd, weights, fitnet, nst, at, grad_at, ab, "
-        "rkd_distance, rkd_angle, sp (default all; the student and KD rows always run)",
+        help=f"comma-separated subset of: {', '.join(catalogue.methods())} (default all; the "
+        "student and KD rows always run)",
     )
     methods.add_argument(
         "--output",
@@ -100,15 +108,69 @@ def add_bench_verb(verbs: argparse._SubParsersAction) -> None:
         default=[4, 8, 16],
         help="student cnn widths (default 4,8,16; module paths assume 3 blocks)",
     )
+    _add_self_online(benches)
+
+
+def _add_self_online(benches: argparse._SubParsersAction) -> None:
+    from kdistill.studies.self_online.suites import SUITES
+
+    self_online = benches.add_parser(
+        "self-online",
+        help="independent training vs born-again generations vs deep mutual learning",
+        description="Independent training vs born-again generations (and their ensembles) vs "
+        "deep mutual learning, on MNIST MLPs and Fashion-MNIST CNNs, over several seeds; "
+        "writes results.json and TABLES.md.",
+        epilog=SELF_ONLINE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    self_online.add_argument(
+        "--profile",
+        choices=["full", "timing"],
+        default="full",
+        help="full: the table; timing: 1 epoch, 1 seed, logs the planned time (default full)",
+    )
+    self_online.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    self_online.add_argument(
+        "--train-size", type=int, default=10_000, help="stratified training subset (default 10000)"
+    )
+    self_online.add_argument("--datasets", nargs="+", default=list(SUITES), choices=list(SUITES))
+    self_online.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path("runs/bench-self-online"),
+        help="unit folders (default runs/bench-self-online)",
+    )
+    self_online.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("docs/results/self-online"),
+        help="where results.json and TABLES.md go (default docs/results/self-online)",
+    )
 
 
 def run_bench(args: argparse.Namespace) -> int | None:
     """Run ``kdistill bench ...``; returns None when ``args`` is not a bench verb."""
     if args.verb != "bench":
         return None
+    if args.bench == "self-online":
+        from kdistill.studies.self_online import SelfOnlineSettings, run_self_online_benchmark
+
+        run_self_online_benchmark(
+            SelfOnlineSettings(
+                profile=args.profile,
+                seeds=args.seeds,
+                train_size=args.train_size,
+                datasets=args.datasets,
+                work_dir=args.work_dir,
+                output_dir=args.output_dir,
+            )
+        )
+        return 0
     if args.bench != "methods":
-        raise KDistillError("kdistill bench needs a benchmark name: kdistill bench methods")
-    from kdistill.benchmarks.methods import METHODS, BenchSettings, run_methods_benchmark
+        raise KDistillError(
+            "kdistill bench needs a benchmark name: kdistill bench methods or self-online"
+        )
+    from kdistill.studies.methods import BenchSettings, methods, run_methods_benchmark
 
     if args.threads is not None and args.threads < 1:
         raise KDistillError(f"--threads must be at least 1, got {args.threads}")
@@ -118,7 +180,7 @@ def run_bench(args: argparse.Namespace) -> int | None:
         epochs=args.epochs,
         train_size=args.train_size,
         test_size=args.test_size,
-        methods=args.methods if args.methods is not None else list(METHODS),
+        methods=args.methods if args.methods is not None else list(methods()),
         output=args.output,
         work_dir=args.work_dir,
         threads=args.threads,

@@ -198,7 +198,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 0
     if args.verb == "reproduce":
-        from kdistill.experiments import run_reproduction
+        from kdistill.studies import run_reproduction
 
         results = run_reproduction(
             args.name, profile=args.profile, output_dir=args.output_dir, work_dir=args.work_dir

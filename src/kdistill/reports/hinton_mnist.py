@@ -113,7 +113,7 @@ def write_report(results: dict[str, Any], output_dir: str | Path) -> Path:
         f"Data: real MNIST ({results['data']['train']} training, {test_total} test images). "
         f"Figures are test errors out of {test_total}, **{results['rule']}**, seeds {settings['seeds']}. "
         "Bias shifts are searched on a validation split carved from the training data, never the test set. "
-        "Stage configs: `src/kdistill/experiments/hinton_mnist/configs/` (also `configs/hinton-mnist/`), "
+        "Stage configs: `src/kdistill/studies/hinton_mnist/configs/` (also `configs/hinton-mnist/`), "
         "epochs per profile in `profiles.yaml` there.",
         "",
         "| experiment | paper | ours |",

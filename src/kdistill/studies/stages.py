@@ -1,0 +1,198 @@
+"""The one harness of every study: run a unit of work once, keep its result as a JSON marker.
+
+:func:`run_once` is the mechanism: a unit is identified by a JSON-able ``identity`` dict; its
+result is written atomically to a marker file (``{"identity": ..., "result": ...}``) only after
+the unit finished, so a killed unit leaves no marker and runs again (the training units resume
+from their epoch checkpoints). :func:`run_stage` is the same for a unit that is one run config:
+its folder is named by the config's digest (:func:`kdistill.config.config_digest`), so a changed
+config never reuses stale results.
+
+:func:`_run_config` is the one call from the studies into training; nothing else in
+``kdistill.studies`` imports ``kdistill.methods``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kdistill import methods
+from kdistill.config import (
+    BornAgainRunConfig,
+    DataConfig,
+    MutualRunConfig,
+    RunConfig,
+    config_digest,
+    dump_config,
+)
+from kdistill.data import DataSet, TrainingData, prepare_data
+from kdistill.errors import KDistillError
+from kdistill.files import atomic_write_text
+
+MARKER_NAME = "stage.json"
+
+
+# --- The adapter: every call from the studies into training -----------------------------------
+
+
+def _run_config(
+    config: RunConfig,
+    *,
+    resume: bool,
+    dataset: DataSet,
+    member: int | None = None,
+    run_dir: Path | None = None,
+) -> Any:
+    """Train what ``config`` describes, in ``config.output_dir``.
+
+    ``member`` given: cohort member ``member`` of ``config.mutual`` trained alone, in
+    ``run_dir`` (:func:`kdistill.methods.train_alone`). Otherwise by the config's section:
+    ``born_again`` (generations), ``mutual`` (the cohort, without its alone baselines),
+    ``distill`` or plain training. Returns the callee's result object.
+    """
+    if member is not None:
+        return methods.train_alone(config, member, run_dir, resume=resume, dataset=dataset)
+    if isinstance(config, BornAgainRunConfig):
+        return methods.run_born_again(config, resume=resume, dataset=dataset)
+    if isinstance(config, MutualRunConfig):
+        return methods.run_mutual(config, resume=resume, with_baselines=False, dataset=dataset)
+    return methods.run(config, resume=resume, dataset=dataset)
+
+
+def _prepare_data(config: DataConfig, seed: int, dataset: DataSet) -> TrainingData:
+    """The splits a run of ``config`` trains and evaluates on (validation carved, classes kept)."""
+    return prepare_data(config, seed, dataset)
+
+
+# --- The harness ------------------------------------------------------------------------------
+
+
+def run_once(
+    folder: str | Path,
+    identity: dict[str, Any],
+    compute: Callable[[], dict[str, Any]],
+    *,
+    marker: str = MARKER_NAME,
+    must_match: Collection[str] | None = None,
+    legacy: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """``compute()`` once for ``identity``; returns ``(result, cached)``.
+
+    A marker ``folder/marker`` written for the same identity is read back (``cached`` True).
+    One written for another identity raises :class:`KDistillError` if it differs in a key of
+    ``must_match`` (default: every key), and is recomputed and overwritten otherwise (e.g. a
+    born-again generation whose teacher was retrained). A marker written before markers held
+    an identity is handed to ``legacy``, which returns the result it holds or None to
+    recompute (without ``legacy`` such a marker is recomputed).
+    """
+    path = Path(folder) / marker
+    saved = _read_marker(path)
+    if saved is not None:
+        if "identity" not in saved or "result" not in saved:
+            old = legacy(saved) if legacy is not None else None
+            if old is not None:
+                return old, True
+        elif saved["identity"] == identity:
+            return saved["result"], True
+        else:
+            differ = sorted(
+                key
+                for key in set(identity) | set(saved["identity"])
+                if identity.get(key) != saved["identity"].get(key)
+            )
+            strict = set(identity) if must_match is None else set(must_match)
+            if strict.intersection(differ):
+                raise KDistillError(
+                    f"{path} holds a result for a different {', '.join(differ)}: use another "
+                    "work folder, or delete that one to recompute it"
+                )
+    result = compute()
+    atomic_write_text(path, json.dumps({"identity": identity, "result": result}, indent=2) + "\n")
+    return result, False
+
+
+def _read_marker(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None  # written atomically, so only a hand-edited marker gets here: recompute
+    return saved if isinstance(saved, dict) else None
+
+
+# --- A stage: one run config ------------------------------------------------------------------
+
+
+@dataclass
+class StageResult:
+    name: str
+    run_dir: Path
+    final: dict[str, Any]
+    history: list[dict[str, Any]]
+    seconds: float
+    cached: bool
+
+    def model_path(self) -> Path:
+        name = "student" if "student" in self.final else "model"
+        return self.run_dir / f"{name}.safetensors"
+
+    def test_errors(self) -> int:
+        return int(next(iter(self.final.values()))["test"]["errors"])
+
+    def metrics(self, split: str = "test") -> dict[str, Any]:
+        return next(iter(self.final.values()))[split]
+
+
+def legacy_stage_digest(config: RunConfig) -> str:
+    """The digest stage folders were named by before they moved to
+    :func:`kdistill.config.config_digest`: the whole config without unset sections, so any
+    new field with a default changed it. Kept only to find folders made by that version."""
+    content = config.model_dump(mode="json", exclude_none=True)
+    content.pop("output_dir", None)
+    if content.get("task") == "classification":
+        content.pop("task")  # added after this digest was retired
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def stage_dir(name: str, config: RunConfig, work_dir: Path) -> Path:
+    """``<work_dir>/<name>-<digest>``; a folder left by the older digest is used as it is (a
+    finished stage is reused, a killed one resumes there), so upgrading never re-trains."""
+    current = work_dir / f"{name}-{config_digest(config)}"
+    legacy = work_dir / f"{name}-{legacy_stage_digest(config)}"
+    if not current.exists() and legacy.exists():
+        return legacy
+    return current
+
+
+def run_stage(
+    name: str, config: RunConfig, work_dir: Path, dataset: DataSet, log: list[str] | None = None
+) -> StageResult:
+    """Train (or distil, if the config has a ``distill`` section) unless already done."""
+    run_dir = stage_dir(name, config, work_dir)
+    config = config.model_copy(update={"output_dir": str(run_dir)})
+
+    def compute() -> dict[str, Any]:
+        started = time.perf_counter()
+        result = _run_config(config, resume=True, dataset=dataset)
+        seconds = time.perf_counter() - started
+        atomic_write_text(run_dir / "config.yaml", dump_config(config))
+        errors = next(iter(result.final.values()))["test"]["errors"]
+        line = f"[{name}] {seconds:.0f} s, test errors {errors}"
+        print(line, flush=True)
+        if log is not None:
+            log.append(line)
+        return {"name": name, "final": result.final, "history": result.history, "seconds": seconds}
+
+    # The folder is named by the digest, so a marker from before identities (``{"name", "final",
+    # "history", "seconds"}``) belongs to this config.
+    identity = {"stage": name, "config_digest": config_digest(config)}
+    saved, cached = run_once(run_dir, identity, compute, legacy=lambda old: old)
+    return StageResult(
+        name, run_dir, saved["final"], saved["history"], saved["seconds"], cached=cached
+    )

@@ -1,0 +1,52 @@
+"""The reproduction's smoke profile runs end to end, writes its report, and reuses finished stages."""
+
+import json
+
+import torch
+
+from kdistill.studies import run_reproduction
+from kdistill.studies.hinton_mnist import search_bias_shift
+
+
+def test_smoke_profile_writes_the_report_and_caches_stages(tmp_path):
+    results = run_reproduction(
+        "hinton-mnist", profile="smoke", output_dir=tmp_path / "report", work_dir=tmp_path / "work"
+    )
+    report = (tmp_path / "report" / "README.md").read_text()
+    for heading in (
+        "| experiment | paper | ours |",
+        "Temperature sweep",
+        "Missing classes",
+        "regulariser",
+        "## Models",
+        "Wall time per stage",
+    ):
+        assert heading in report
+    for plot in ("temperature_sweep.png", "missing_classes.png", "regularizer.png"):
+        assert (tmp_path / "report" / plot).stat().st_size > 1000
+    saved = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert saved["student_hard"]["runs"] == 1
+    assert (
+        0 < saved["beyond"]["test_errors"] < 2000
+        and "beyond: 2x800 distilled from a CNN teacher" in report
+    )
+    assert 0 < saved["student_distilled"]["mean"] < 2000
+    # Model cards for the beyond row too: the CNN teacher and the MLP it taught.
+    assert saved["models"]["cnn teacher (beyond)"]["parameters"] > 0
+    assert saved["models"]["student from the cnn teacher (beyond)"]["batch_256_ms"] > 0
+    assert "| Where the time went" not in report and "## Where the time went" in report
+    assert not any(stage["cached"] for stage in results["stages"].values())
+    again = run_reproduction(
+        "hinton-mnist", profile="smoke", output_dir=tmp_path / "report2", work_dir=tmp_path / "work"
+    )
+    assert all(stage["cached"] for stage in again["stages"].values())
+    assert again["student_distilled"] == results["student_distilled"]
+
+
+def test_bias_shift_search_picks_the_shift_with_fewest_validation_errors():
+    # Class 2 is under-predicted by 1.5 logits: a shift of +1.5 or more fixes every case.
+    logits = torch.tensor([[0.0, 0.0, -1.0], [0.0, 0.0, -1.0], [2.0, 0.0, 0.0]])
+    labels = torch.tensor([2, 2, 0])
+    shift, errors = search_bias_shift(logits, labels, [2], torch.arange(0, 4.01, 0.5))
+    assert shift == 1.5
+    assert errors[:3] == [2, 2, 2] and errors[3] == 0
