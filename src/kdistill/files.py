@@ -27,7 +27,7 @@ def cache_dir(override: str | Path | None = None) -> Path:
     return Path.home() / ".cache" / "kdistill"
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> None:
     """Call ``write(handle)`` on a temporary file, then rename it to ``path`` atomically.
 
     Readers only ever see a complete file; the temporary file is removed if ``write`` fails.

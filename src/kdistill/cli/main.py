@@ -176,9 +176,9 @@ def _run(args: argparse.Namespace) -> int:
         recorded = loaded[0][1].get("input_encoding")
         if recorded is not None:
             test = test.with_encoding(InputEncoding.from_description(recorded))
-        result, members = evaluate_teacher(Teacher(models), test, args.ensemble_rule)
+        evaluation, members = evaluate_teacher(Teacher(models), test, args.ensemble_rule)
         if args.json:
-            summary = result.summary(with_details=True)
+            summary = evaluation.summary(with_details=True)
             if len(models) > 1:
                 summary["members"] = [member.summary() for member in members]
             print(json.dumps(summary))
@@ -190,11 +190,12 @@ def _run(args: argparse.Namespace) -> int:
             args.model[0] if len(models) == 1 else f"{args.ensemble_rule} ensemble of {len(models)}"
         )
         print(
-            f"{name} on {dataset.name} test: {result.errors} errors / {result.total} "
-            f"({100 * result.accuracy:.2f}% accuracy)"
+            f"{name} on {dataset.name} test: {evaluation.errors} errors / {evaluation.total} "
+            f"({100 * evaluation.accuracy:.2f}% accuracy)"
         )
         print(
-            "per-class errors:", " ".join(f"{c}:{n}" for c, n in enumerate(result.per_class_errors))
+            "per-class errors:",
+            " ".join(f"{c}:{n}" for c, n in enumerate(evaluation.per_class_errors)),
         )
         return 0
     if args.verb == "reproduce":

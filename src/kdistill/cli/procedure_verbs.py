@@ -62,6 +62,7 @@ def run_procedure_verb(args: argparse.Namespace) -> int:
     if args.verb == "born-again":
         from kdistill.methods import run_born_again
 
+        assert isinstance(config, BornAgainRunConfig)  # validated as ``schema``
         result = run_born_again(config, args.generations, args.resume)
         errors = {f"gen-{g.generation}": g.errors("test") for g in result.generations}
         ensembles = {
@@ -79,6 +80,7 @@ def run_procedure_verb(args: argparse.Namespace) -> int:
         return 0
     from kdistill.methods import run_mutual
 
+    assert isinstance(config, MutualRunConfig)  # validated as ``schema``
     outcome = run_mutual(config, resume=args.resume, with_baselines=not args.no_baselines)
     line = {
         "output_dir": str(outcome.output_dir),

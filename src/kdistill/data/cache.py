@@ -11,6 +11,7 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +25,10 @@ CACHE_FORMAT = 1
 
 
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    atomic_write(path, lambda handle: np.savez(handle, **arrays))
+    # The keys are array names; typed Any so that mypy does not match them to savez's
+    # ``allow_pickle: bool`` keyword.
+    named: dict[str, Any] = arrays
+    atomic_write(path, lambda handle: np.savez(handle, **named))
 
 
 def save_cached(path: Path, dataset: DataSet, *, source: str = "") -> None:

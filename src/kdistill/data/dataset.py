@@ -208,7 +208,7 @@ def compute_fingerprint(train: Split, test: Split) -> str:
             # Pin byte order so the key is the same on any machine.
             array = array.astype(array.dtype.newbyteorder("<"), copy=False)
         digest.update(f"{array.dtype.str}{list(array.shape)};".encode())
-        digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+        digest.update(np.ascontiguousarray(array).data.cast("B"))
     return digest.hexdigest()
 
 
@@ -247,10 +247,10 @@ def images_to_uint8(array: np.ndarray, where: str) -> np.ndarray:
     if np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all():
             raise KDistillError(f"{where} contains NaN or infinite pixels: clean the data")
-        lo, hi = float(array.min()), float(array.max())
-        if lo < 0.0 or hi > 1.0:
+        low, high = float(array.min()), float(array.max())
+        if low < 0.0 or high > 1.0:
             raise KDistillError(
-                f"{where} has float pixel values in [{lo:g}, {hi:g}], expected [0, 1]: "
+                f"{where} has float pixel values in [{low:g}, {high:g}], expected [0, 1]: "
                 "divide by 255 or store uint8"
             )
         return np.ascontiguousarray(np.rint(array * 255.0).astype(np.uint8))

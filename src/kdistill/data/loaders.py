@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from kdistill.data.cache import load_cached, save_cached
-from kdistill.data.dataset import DataSet, build_dataset
+from kdistill.data.dataset import MAX_LABEL, DataSet, build_dataset
 from kdistill.data.idx import read_idx_images, read_idx_labels
 from kdistill.data.mnist import load_mnist
 from kdistill.errors import KDistillError
@@ -78,7 +78,6 @@ def load_idx_dir(
     files = _idx_files(directory)
     arrays = _read_idx_arrays(files)
     _check_idx_pairs(files, arrays)
-    extra = {} if max_label is None else {"max_label": max_label}
     return build_dataset(
         name or directory.name,
         arrays["x_train"],
@@ -86,7 +85,7 @@ def load_idx_dir(
         arrays["x_test"],
         arrays["y_test"],
         source=str(directory),
-        **extra,
+        max_label=MAX_LABEL if max_label is None else max_label,
     )
 
 

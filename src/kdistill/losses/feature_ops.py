@@ -113,10 +113,12 @@ def build_channel_adapter(student_feature: torch.Tensor, out_channels: int) -> n
     ``nn.Conv2d`` on the channel axis for ``[B, C, H, W]`` maps; created on the feature's
     device and dtype.
     """
-    factory = {"device": student_feature.device, "dtype": student_feature.dtype}
+    device, dtype = student_feature.device, student_feature.dtype
     if student_feature.dim() == 4:
-        return nn.Conv2d(student_feature.shape[1], out_channels, kernel_size=1, **factory)
-    return nn.Linear(student_feature.shape[-1], out_channels, **factory)
+        return nn.Conv2d(
+            student_feature.shape[1], out_channels, kernel_size=1, device=device, dtype=dtype
+        )
+    return nn.Linear(student_feature.shape[-1], out_channels, device=device, dtype=dtype)
 
 
 def channel_count(feature: torch.Tensor) -> int:

@@ -21,7 +21,8 @@ Convolution (and any other ``[out, in, ...]``) weights are flattened to
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -115,7 +116,7 @@ class WeightMatchingLoss(LossTerm):
             student_shape = (student_weight.shape[0], student_weight.shape[1])
             teacher_shape = (teacher_weight.shape[0], teacher_weight.shape[1])
             if index < len(self.maps):
-                built = self.maps[index].shapes()
+                built = cast(WeightMap, self.maps[index]).shapes()
                 if built != (student_shape, teacher_shape):
                     raise KDistillError(
                         f"weights: layers {student_path!r}/{teacher_path!r} have shapes "
@@ -136,7 +137,8 @@ class WeightMatchingLoss(LossTerm):
         self.prepare(context)
         teacher = require_teacher(context, self.name)
         errors = []
-        for (student_path, teacher_path), weight_map in zip(self.pairs, self.maps, strict=True):
+        maps = cast("Iterable[WeightMap]", self.maps)
+        for (student_path, teacher_path), weight_map in zip(self.pairs, maps, strict=True):
             student_weight = weight_matrix(context.student, student_path, "student")
             teacher_weight = weight_matrix(teacher, teacher_path, "teacher").detach()
             errors.append(

@@ -29,7 +29,15 @@ from kdistill.losses.registry import build_term
 from kdistill.methods.common import build_model, check_model, fit_settings, write_run_config
 from kdistill.teachers import Teacher, load_teacher, teacher_logits_for_split
 
-__all__ = ["Distiller", "FeatureRequest", "build_terms", "check_teacher_encoding", "distill"]
+__all__ = [
+    "Distiller",
+    "FeatureRequest",
+    "build_terms",
+    "check_teacher_encoding",
+    "distill",
+    "terms_from_config",
+    "use_cached_logits",
+]
 
 
 class Distiller(Objective):
@@ -39,6 +47,8 @@ class Distiller(Objective):
     the teacher's forward pass when the transfer set is not augmented; it must not be given
     when a term reads teacher features or needs the live teacher.
     """
+
+    cached_teacher_logits: torch.Tensor | None  # a buffer (register_buffer in __init__)
 
     def __init__(
         self,
@@ -152,21 +162,62 @@ class Distiller(Objective):
 # --- From a config: the function behind ``kdistill distill`` --------------------------------
 
 
-def build_terms(distill: DistillConfig) -> list[LossTerm]:
-    """The loss terms a ``distill`` section asks for: the paper's pair plus any extra terms."""
+def build_terms(
+    *,
+    temperature: float,
+    soft_target_weight: float = 1.0,
+    hard_target_weight: float = 0.1,
+    ensemble_rule: str = "arithmetic",
+    objective: str = "soft-targets",
+    use_labels: bool = True,
+    extra: Sequence[LossTerm | str | dict[str, Any]] = (),
+) -> list[LossTerm]:
+    """The paper's pair (soft targets at ``temperature``, or logit matching; plus the hard
+    labels when used) and any ``extra`` terms: term objects, registered kinds or
+    ``{kind, weight, ...options}`` entries as configs list them."""
     terms: list[LossTerm] = []
-    if distill.objective == "soft-targets":
-        terms.append(
-            SoftTargetLoss(distill.soft_target_weight, distill.temperature, distill.ensemble_rule)
-        )
+    if objective == "soft-targets":
+        terms.append(SoftTargetLoss(soft_target_weight, temperature, ensemble_rule))
     else:
-        terms.append(LogitMatchingLoss(distill.soft_target_weight))
-    if distill.use_labels and distill.hard_target_weight > 0:
-        terms.append(HardTargetLoss(distill.hard_target_weight))
-    for term in distill.terms:
-        options = {k: v for k, v in term.model_dump().items() if k not in {"kind", "weight"}}
-        terms.append(build_term(term.kind, term.weight, **options))
+        terms.append(LogitMatchingLoss(soft_target_weight))
+    if use_labels and hard_target_weight > 0:
+        terms.append(HardTargetLoss(hard_target_weight))
+    for entry in extra:
+        if isinstance(entry, LossTerm):
+            terms.append(entry)
+        elif isinstance(entry, str):
+            terms.append(build_term(entry))
+        else:
+            options = {k: v for k, v in entry.items() if k not in {"kind", "weight"}}
+            terms.append(build_term(entry["kind"], entry.get("weight", 1.0), **options))
     return terms
+
+
+def terms_from_config(distill: DistillConfig) -> list[LossTerm]:
+    """The loss terms a ``distill`` section asks for."""
+    return build_terms(
+        temperature=distill.temperature,
+        soft_target_weight=distill.soft_target_weight,
+        hard_target_weight=distill.hard_target_weight,
+        ensemble_rule=distill.ensemble_rule,
+        objective=distill.objective,
+        use_labels=distill.use_labels,
+        extra=[term.model_dump() for term in distill.terms],
+    )
+
+
+def use_cached_logits(terms: Sequence[LossTerm], max_shift: int, choice: str = "auto") -> bool:
+    """Whether the teacher's logits can be computed once: the transfer set is not augmented
+    and no term reads the live teacher (its features or gradients)."""
+    live_needed = any(
+        term.needs_live_teacher or any(r.side == "teacher" for r in term.reads()) for term in terms
+    )
+    if choice == "always" and max_shift > 0:
+        raise KDistillError(
+            "distill.cache_teacher_logits=always with data.max_shift > 0: augmented inputs "
+            "change every epoch; use auto"
+        )
+    return choice == "always" or (choice == "auto" and max_shift == 0 and not live_needed)
 
 
 def check_teacher_encoding(teacher: Teacher, data: TrainingData, paths: Sequence[str]) -> None:
@@ -189,21 +240,6 @@ def _short(described: dict[str, Any]) -> str:
     normalised = "normalised" if described.get("mean") is not None else "not normalised"
     shape = described.get("shape")
     return f"{normalised}, shape {shape if shape is not None else 'as stored'}"
-
-
-def _use_cached_logits(config: DistillRunConfig, terms: Sequence[LossTerm]) -> bool:
-    live_needed = any(
-        term.needs_live_teacher or any(r.side == "teacher" for r in term.reads()) for term in terms
-    )
-    choice = config.distill.cache_teacher_logits
-    if choice == "always" and config.data.max_shift > 0:
-        raise KDistillError(
-            "distill.cache_teacher_logits=always with data.max_shift > 0: augmented inputs "
-            "change every epoch; use auto"
-        )
-    return choice == "always" or (
-        choice == "auto" and config.data.max_shift == 0 and not live_needed
-    )
 
 
 def distill(
@@ -238,9 +274,9 @@ def distill(
             f"the teacher outputs {teacher_outputs} classes and the student {student_outputs}: "
             "set model.kwargs.num_classes to match"
         )
-    terms = build_terms(config.distill)
+    terms = terms_from_config(config.distill)
     cached = None
-    if _use_cached_logits(config, terms):
+    if use_cached_logits(terms, config.data.max_shift, config.distill.cache_teacher_logits):
         cached = teacher_logits_for_split(
             teacher, data.train, cache_dir(), device=resolve_device(config.train.device)
         )

@@ -56,6 +56,7 @@ def _run_config(
     ``distill`` or plain training. Returns the callee's result object.
     """
     if member is not None:
+        assert isinstance(config, MutualRunConfig), "only cohort members train alone"
         return methods.train_alone(config, member, run_dir, resume=resume, dataset=dataset)
     if isinstance(config, BornAgainRunConfig):
         return methods.run_born_again(config, resume=resume, dataset=dataset)

@@ -9,7 +9,7 @@ produces the members' logits, stacked as ``[members, batch, classes]``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -67,7 +67,7 @@ def load_teacher(configs: Sequence[TeacherConfig]) -> Teacher:
 
 
 def _member_logits(
-    models: Sequence[nn.Module], split: Split, batch_size: int, device: str | torch.device
+    models: Iterable[nn.Module], split: Split, batch_size: int, device: str | torch.device
 ) -> torch.Tensor:
     return torch.stack([predict_logits(model, split, batch_size, device) for model in models])
 

@@ -67,7 +67,7 @@ def missing_class_study(
     }
 
 
-def mean_std(values: list[float]) -> dict[str, float]:
+def mean_std(values: list[float]) -> dict[str, Any]:
     return {
         "mean": statistics.fmean(values),
         "std": statistics.stdev(values) if len(values) > 1 else 0.0,

@@ -191,7 +191,7 @@ def run(
             "seconds": result.seconds + cnn_teacher.seconds,
         }
 
-    results = {
+    summary = {
         "profile": profile,
         "settings": settings,
         "machine": {
@@ -243,6 +243,6 @@ def run(
         },
         "total_seconds": time.perf_counter() - started,
     }
-    report = write_report(results, output_dir)
-    results["report"] = str(report)
-    return results
+    report = write_report(summary, output_dir)
+    summary["report"] = str(report)
+    return summary
