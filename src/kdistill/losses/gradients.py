@@ -21,7 +21,7 @@ from torch import nn
 
 from kdistill.errors import KDistillError
 from kdistill.losses.base import FeatureRequest, LossTerm, TermContext, register_term
-from kdistill.losses.feature_ops import (
+from kdistill.losses.feature_terms import (
     captured_feature,
     check_path_pairs,
     require_labels,

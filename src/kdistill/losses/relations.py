@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from kdistill.errors import KDistillError
 from kdistill.losses.base import FeatureRequest, LossTerm, TermContext, register_term
-from kdistill.losses.feature_ops import FeaturePair, captured_feature, check_path
+from kdistill.losses.feature_terms import FeaturePair, captured_feature, check_path
 
 _TINY = 1e-12
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from kdistill.errors import KDistillError
 from kdistill.losses.base import TermContext, register_term
-from kdistill.losses.feature_ops import (
+from kdistill.losses.feature_terms import (
     AdaptedFeaturePair,
 )
 

@@ -29,7 +29,7 @@ from torch import nn
 
 from kdistill.errors import KDistillError
 from kdistill.losses.base import LossTerm, TermContext, register_term
-from kdistill.losses.feature_ops import check_path_pairs, require_teacher
+from kdistill.losses.feature_terms import check_path_pairs, require_teacher
 from kdistill.losses.hooks import resolve_module
 
 

@@ -1,4 +1,4 @@
-"""Small tensor operations shared by the feature-matching terms.
+"""Building blocks of the terms that match captured features (FitNet, NST, AT, AB, RKD, SP).
 
 Reading a captured feature out of a :class:`~kdistill.losses.base.TermContext`, resizing a
 student map to the teacher's spatial size, building the learned adapter (regressor,
