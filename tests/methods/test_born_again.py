@@ -163,7 +163,7 @@ def test_a_changed_teacher_invalidates_its_students(tmp_path, small, monkeypatch
         next(model.parameters()).add_(0.01)
     save_model(root / "gen-1" / "model.safetensors", model, metadata["recipe"])
     marker = json.loads((root / "gen-1" / DONE_NAME).read_text())
-    marker["model_sha256"] = born_again.file_sha256(root / "gen-1" / "model.safetensors")
+    marker["result"]["model_sha256"] = born_again.file_sha256(root / "gen-1" / "model.safetensors")
     (root / "gen-1" / DONE_NAME).write_text(json.dumps(marker))
     calls = _spy_on_fit(monkeypatch)
     run_born_again(config, generations=2, resume=True, dataset=small)
@@ -286,3 +286,15 @@ def test_cli_born_again_prints_generation_and_ensemble_errors(tmp_path, small_np
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == line
     assert main(arguments[:2] + ["--generations", "0"]) == 2
     assert "at least 1 generation" in capsys.readouterr().err
+
+
+def test_markers_written_before_the_shared_harness_are_still_read(tmp_path, small, monkeypatch):
+    config = _config(tmp_path)
+    run_born_again(config, generations=1, dataset=small)
+    for generation in (0, 1):
+        path = tmp_path / "ban" / f"gen-{generation}" / DONE_NAME
+        saved = json.loads(path.read_text())
+        path.write_text(json.dumps({**saved["identity"], **saved["result"]}))  # the old layout
+    calls = _spy_on_fit(monkeypatch)
+    result = run_born_again(config, generations=1, resume=True, dataset=small)
+    assert calls == [] and all(g.reused for g in result.generations)

@@ -7,7 +7,8 @@ import pytest
 
 from kdistill.config import config_digest, parse_config
 from kdistill.errors import KDistillError
-from kdistill.studies.stages import legacy_stage_digest, run_once, run_stage, stage_dir
+from kdistill.files import run_once
+from kdistill.studies.stages import legacy_stage_digest, run_stage, stage_dir
 from tests.conftest import mnist_subset
 
 CONFIG = {

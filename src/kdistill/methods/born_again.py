@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from kdistill.engine import fit, resolve_device
 from kdistill.engine.checkpoint import load_model
 from kdistill.engine.objective import Objective, SupervisedObjective
 from kdistill.errors import KDistillError
-from kdistill.files import atomic_write_text
+from kdistill.files import atomic_write_text, run_once
 from kdistill.losses.logits import HardTargetLoss, SoftTargetLoss, teacher_log_probs
 from kdistill.methods.common import (
     build_model,
@@ -140,37 +141,21 @@ class BornAgainResult:
         }
 
 
-def _finished_generation(
-    run_dir: Path, identity: dict[str, Any], generation: int
-) -> GenerationResult | None:
-    """The saved result of a generation if it finished with this config and this teacher."""
-    marker, model_path = run_dir / DONE_NAME, run_dir / MODEL_NAME
-    if not marker.exists() or not model_path.exists():
-        return None
-    try:
-        saved = json.loads(marker.read_text())
-    except json.JSONDecodeError:
-        return None  # written atomically, so only a hand-edited marker gets here
-    if saved.get("config_digest") != identity["config_digest"]:
-        raise KDistillError(
-            f"{run_dir} was trained with a different config: resume with the same config "
-            "(only --generations may change), or use a new output_dir"
-        )
-    if any(saved.get(key) != value for key, value in identity.items()):
-        return None  # its teacher was retrained since: this generation is stale
-    sha256 = file_sha256(model_path)
-    if saved.get("model_sha256") != sha256:
-        return None  # the model file was replaced after the marker was written
-    return GenerationResult(
-        generation,
-        run_dir,
-        model_path,
-        saved["final"],
-        sha256,
-        saved.get("history", []),
-        saved.get("seconds", 0.0),
-        reused=True,
-    )
+def _legacy_marker(identity: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+    """Read a ``done.json`` written before generations used :func:`run_once` (identity keys
+    at the top level): its result if it names this identity, else None (train again)."""
+
+    def read(saved: dict[str, Any]) -> dict[str, Any] | None:
+        if saved.get("config_digest") != identity["config_digest"]:
+            raise KDistillError(
+                "this born-again folder was trained with a different config: resume with the "
+                "same config (only --generations may change), or use a new output_dir"
+            )
+        if any(saved.get(key) != value for key, value in identity.items()):
+            return None
+        return {key: saved[key] for key in ("model_sha256", "final", "history", "seconds")}
+
+    return read
 
 
 def _student_objective(
@@ -222,52 +207,64 @@ def _train_generation(
         "config_digest": digest,
         "teacher_sha256": teacher.sha256 if teacher is not None else None,
     }
-    if resume:
-        finished = _finished_generation(run_dir, identity, generation)
-        if finished is not None:
-            return finished
-    # Remove the marker before training so a kill mid-generation never leaves an old
-    # "done" beside new, half-trained weights.
-    (run_dir / DONE_NAME).unlink(missing_ok=True)
-    seed = generation_seed(config.seed, generation)
-    model = build_model(config.model, seed)
-    outputs = check_model(create_task(config.task), model, data, f"model {config.model.name}")
-    if teacher is None:
-        objective: Objective = SupervisedObjective(model)
-    else:
-        objective = _student_objective(model, outputs, teacher.model_path, settings, data, config)
-    started = time.perf_counter()
-    result = fit(
-        objective,
-        data,
-        fit_settings(
-            config,
-            run_dir,
-            seed=seed,
-            recipes={"model": config.model.model_dump()},
-            description=f"born-again gen {generation}",
-            metadata=identity,
-        ),
-        resume=resume and resumable_checkpoint(run_dir, identity),
-    )
-    seconds = time.perf_counter() - started
     model_path = run_dir / MODEL_NAME
-    sha256 = file_sha256(model_path)
-    atomic_write_text(
-        run_dir / DONE_NAME,
-        json.dumps(
-            {
-                **identity,
-                "model_sha256": sha256,
-                "final": result.final["model"],
-                "history": result.history,
-                "seconds": seconds,
-            }
+
+    def train_generation() -> dict[str, Any]:
+        seed = generation_seed(config.seed, generation)
+        model = build_model(config.model, seed)
+        task = create_task(config.task)
+        outputs = check_model(task, model, data, f"model {config.model.name}")
+        if teacher is None:
+            objective: Objective = SupervisedObjective(model)
+        else:
+            objective = _student_objective(
+                model, outputs, teacher.model_path, settings, data, config
+            )
+        started = time.perf_counter()
+        result = fit(
+            objective,
+            data,
+            fit_settings(
+                config,
+                run_dir,
+                seed=seed,
+                recipes={"model": config.model.model_dump()},
+                description=f"born-again gen {generation}",
+                metadata=identity,
+            ),
+            resume=resume and resumable_checkpoint(run_dir, identity),
         )
-        + "\n",
+        return {
+            "model_sha256": file_sha256(model_path),
+            "final": result.final["model"],
+            "history": result.history,
+            "seconds": time.perf_counter() - started,
+        }
+
+    if not resume:
+        (run_dir / DONE_NAME).unlink(missing_ok=True)
+    saved, reused = run_once(
+        run_dir,
+        identity,
+        train_generation,
+        marker=DONE_NAME,
+        # A changed config is the user's mistake; a retrained teacher makes this stale.
+        must_match=("config_digest",),
+        legacy=_legacy_marker(identity),
+        # The model file replaced after the marker was written: train (resume) again.
+        still_valid=lambda result: (
+            model_path.exists() and file_sha256(model_path) == result["model_sha256"]
+        ),
     )
     return GenerationResult(
-        generation, run_dir, model_path, result.final["model"], sha256, result.history, seconds
+        generation,
+        run_dir,
+        model_path,
+        saved["final"],
+        saved["model_sha256"],
+        saved["history"],
+        saved["seconds"],
+        reused=reused,
     )
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +30,7 @@ from kdistill.config import (
     dump_config,
 )
 from kdistill.data import DataSet, TrainingData, prepare_data
-from kdistill.errors import KDistillError
-from kdistill.files import atomic_write_text
-
-MARKER_NAME = "stage.json"
-
+from kdistill.files import atomic_write_text, run_once
 
 # --- The adapter: every call from the studies into training -----------------------------------
 
@@ -71,60 +66,6 @@ def _prepare_data(config: DataConfig, seed: int, dataset: DataSet) -> TrainingDa
 
 
 # --- The harness ------------------------------------------------------------------------------
-
-
-def run_once(
-    folder: str | Path,
-    identity: dict[str, Any],
-    compute: Callable[[], dict[str, Any]],
-    *,
-    marker: str = MARKER_NAME,
-    must_match: Collection[str] | None = None,
-    legacy: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
-) -> tuple[dict[str, Any], bool]:
-    """``compute()`` once for ``identity``; returns ``(result, cached)``.
-
-    A marker ``folder/marker`` written for the same identity is read back (``cached`` True).
-    One written for another identity raises :class:`KDistillError` if it differs in a key of
-    ``must_match`` (default: every key), and is recomputed and overwritten otherwise (e.g. a
-    born-again generation whose teacher was retrained). A marker written before markers held
-    an identity is handed to ``legacy``, which returns the result it holds or None to
-    recompute (without ``legacy`` such a marker is recomputed).
-    """
-    path = Path(folder) / marker
-    saved = _read_marker(path)
-    if saved is not None:
-        if "identity" not in saved or "result" not in saved:
-            old = legacy(saved) if legacy is not None else None
-            if old is not None:
-                return old, True
-        elif saved["identity"] == identity:
-            return saved["result"], True
-        else:
-            differ = sorted(
-                key
-                for key in set(identity) | set(saved["identity"])
-                if identity.get(key) != saved["identity"].get(key)
-            )
-            strict = set(identity) if must_match is None else set(must_match)
-            if strict.intersection(differ):
-                raise KDistillError(
-                    f"{path} holds a result for a different {', '.join(differ)}: use another "
-                    "work folder, or delete that one to recompute it"
-                )
-    result = compute()
-    atomic_write_text(path, json.dumps({"identity": identity, "result": result}, indent=2) + "\n")
-    return result, False
-
-
-def _read_marker(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        saved = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None  # written atomically, so only a hand-edited marker gets here: recompute
-    return saved if isinstance(saved, dict) else None
 
 
 # --- A stage: one run config ------------------------------------------------------------------

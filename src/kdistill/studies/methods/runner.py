@@ -9,7 +9,7 @@ seed, the same small CNN student is trained with the same epochs, batches and op
 * ``kd+<method>``: the KD objective plus the method's term(s).
 
 Every cell is one run config (the method's terms from ``configs/methods/<method>.yaml``) run
-once through :func:`kdistill.studies.stages.run_once`: a finished (data set, variant, seed)
+once through :func:`kdistill.files.run_once`: a finished (data set, variant, seed)
 cell leaves a JSON marker in the work directory, and a killed benchmark re-run with the same
 options reads those back and resumes the unfinished run from its last epoch checkpoint. The
 reported figure is the test accuracy after the last epoch (no model selection), mean and
@@ -33,7 +33,7 @@ import torch
 from kdistill.config import RunConfig, config_digest
 from kdistill.data import DataSet
 from kdistill.engine.checkpoint import load_tensors
-from kdistill.files import atomic_write_text
+from kdistill.files import atomic_write_text, run_once
 from kdistill.studies.methods.catalogue import methods
 from kdistill.studies.methods.report import README_NAME, RESULTS_NAME, render_report
 from kdistill.studies.methods.settings import (
@@ -46,7 +46,7 @@ from kdistill.studies.methods.settings import (
     variant_config,
 )
 from kdistill.studies.methods.stats import summarise
-from kdistill.studies.stages import _run_config, run_once
+from kdistill.studies.stages import _run_config
 
 
 def run_digest(config: RunConfig, dataset: DataSet) -> str:

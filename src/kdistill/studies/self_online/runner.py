@@ -11,7 +11,7 @@ Per data set and seed, six units (A = the suite's main network, B = a different 
 * ``ban``: born-again generations 1..3 of A from ``alone-A0`` (T = 1, CE + KD weights 1, 1).
 * ``dml-same`` / ``dml-mixed``: the A+A and A+B cohorts (Zhang et al. 2018, T = 1, KL weight 1).
 
-Every unit runs once through :func:`kdistill.studies.stages.run_once` (``stage.json`` in its
+Every unit runs once through :func:`kdistill.files.run_once` (``stage.json`` in its
 folder, keyed by its config digest and data); a killed unit resumes from its epoch checkpoint,
 so rerunning the same command after a kill loses little.
 """
@@ -30,7 +30,7 @@ import torch
 from kdistill.config import RunConfig, config_digest
 from kdistill.data import DataSet, load_dataset
 from kdistill.engine.checkpoint import load_model
-from kdistill.files import atomic_write_text, cache_dir
+from kdistill.files import atomic_write_text, cache_dir, run_once
 from kdistill.studies.self_online.report import machine, render_tables, rows_for
 from kdistill.studies.self_online.suites import (
     SUBSET_SEED,
@@ -39,7 +39,7 @@ from kdistill.studies.self_online.suites import (
     cohort_config,
     subset,
 )
-from kdistill.studies.stages import _run_config, run_once
+from kdistill.studies.stages import _run_config
 from kdistill.teachers import evaluate_growing_ensembles
 
 
