@@ -83,3 +83,26 @@ def test_evaluate_several_files_as_an_ensemble(tmp_path, mnist, capsys):
     assert main(["evaluate", *files, "--ensemble-rule", "geometric"]) == 0
     out = capsys.readouterr().out
     assert out.count("errors / 10000") == 3 and "geometric ensemble of 2 on mnist test" in out
+
+
+@pytest.mark.parametrize(
+    ("verb", "config", "words"),
+    [
+        ("train", "configs/hinton-mnist/student-distilled.yaml", "key distill: this verb does not"),
+        ("distill", "configs/hinton-mnist/teacher.yaml", "no distill section"),
+        ("born-again", "configs/mutual/mnist-mlp-pair.yaml", "key mutual: this verb does not"),
+        ("mutual", "configs/born-again/mnist-mlp.yaml", "no mutual section"),
+    ],
+)
+def test_each_verb_refuses_another_verbs_section(verb, config, words, capsys):
+    # `kdistill train` on a distillation config used to train a plain model silently.
+    assert main([verb, config, "--output-dir", "/nonexistent/never-written"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and words in error
+
+
+def test_an_unknown_device_is_a_one_line_error_before_anything_is_written(tmp_path, capsys):
+    argv = ["train", "configs/hinton-mnist/teacher.yaml", "--set", "train.device=gpu"]
+    assert main([*argv, "--output-dir", str(tmp_path / "run")]) == 2
+    assert "train.device=gpu is not a device" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

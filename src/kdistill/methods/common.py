@@ -13,7 +13,7 @@ from torch import nn
 
 from kdistill.config import ModelConfig, RunConfig, dump_config
 from kdistill.data import TrainingData
-from kdistill.engine import FitSettings
+from kdistill.engine import FitSettings, resolve_device
 from kdistill.engine.checkpoint import load_tensors
 from kdistill.engine.trainer import CHECKPOINT_NAME
 from kdistill.errors import KDistillError
@@ -43,7 +43,9 @@ def write_run_config(config: RunConfig) -> Path:
 def fit_settings(
     config: RunConfig, run_dir: Path, *, seed: int | None = None, **options: Any
 ) -> FitSettings:
-    """:class:`FitSettings` from a run config: its training section, seed and task."""
+    """:class:`FitSettings` from a run config: its training section, seed and task (the
+    device and the task are checked here, before a method writes anything)."""
+    resolve_device(config.train.device)
     return FitSettings(
         train=config.train,
         run_dir=run_dir,
