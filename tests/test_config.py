@@ -52,7 +52,8 @@ def test_every_shipped_config_is_valid():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "configs"
-    paths = [p for p in sorted(root.rglob("*.yaml")) if p.name != "profiles.yaml"]
+    # configs/hinton-mnist and configs/methods link to the studies' package data.
+    paths = [p for p in sorted(root.glob("*/*.yaml")) if p.name != "profiles.yaml"]
     assert len(paths) >= 20
     for path in paths:
         load_config(path)  # raises a one-line KDistillError naming the key if not
