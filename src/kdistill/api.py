@@ -51,7 +51,13 @@ class Trained:
     final: dict[str, Any] = field(default_factory=dict)
 
     def errors(self, split: str = "test") -> int:
-        return int(next(iter(self.final.values()))[split]["errors"])
+        """Errors of the trained model on ``split`` after the last epoch."""
+        metrics = next(iter(self.final.values()), {})
+        if split not in metrics:
+            raise KDistillError(
+                f"no {split!r} split was evaluated: pass eval_data (or {{{split!r}: data}})"
+            )
+        return int(metrics[split]["errors"])
 
 
 def _tensor(value: Any) -> np.ndarray:
