@@ -52,7 +52,7 @@ class Trained:
 
     def errors(self, split: str = "test") -> int:
         """Errors of the trained model on ``split`` after the last epoch."""
-        metrics = next(iter(self.final.values()), {})
+        metrics: dict[str, Any] = next(iter(self.final.values()), {})
         if split not in metrics:
             raise KDistillError(
                 f"no {split!r} split was evaluated: pass eval_data (or {{{split!r}: data}})"
