@@ -15,6 +15,7 @@ LAYERS = [
     {"tasks"},
     {"engine"},
     {"teachers"},
+    {"export"},
     {"methods"},
     {"reports"},
     {"studies"},

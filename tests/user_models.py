@@ -17,3 +17,17 @@ class FlatMLP(nn.Module):
 
 def flat_mlp(in_features: int = 784, hidden: int = 64, classes: int = 10) -> FlatMLP:
     return FlatMLP(in_features, hidden, classes)
+
+
+class NoOnnx(nn.Module):
+    """Branches in Python on a tensor's value: a graph cannot hold that choice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(784, 10)
+
+    def forward(self, x):
+        logits = self.linear(x.flatten(1))
+        if logits.sum() > 0:
+            return logits
+        return -logits

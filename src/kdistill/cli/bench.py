@@ -146,12 +146,66 @@ def _add_self_online(benches: argparse._SubParsersAction) -> None:
         default=Path("docs/results/self-online"),
         help="where results.json and TABLES.md go (default docs/results/self-online)",
     )
+    _add_deploy(benches)
+
+
+def _add_deploy(benches: argparse._SubParsersAction) -> None:
+    deploy = benches.add_parser(
+        "deploy",
+        help="parameters, bytes and CPU latency of teacher, ensemble and student (PyTorch, ONNX)",
+        description="Why distillation exists, in one table: parameters, bytes on disk, test "
+        "errors and CPU latency at batch 1 and 256 (median and p90) of the teacher (the first "
+        "--teacher), the ensemble of every --teacher, and the student, in PyTorch and in "
+        "onnxruntime (needs pip install 'kdistill[export]').",
+        epilog="example:\n  kdistill bench deploy --teacher runs/t0 --teacher runs/t1 "
+        "--student runs/student --data mnist",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    deploy.add_argument(
+        "--teacher", action="append", required=True, help="run folder or model file (repeatable)"
+    )
+    deploy.add_argument("--student", required=True, help="run folder or model file")
+    deploy.add_argument(
+        "--data", default="mnist", help="data set whose test split is used (default mnist)"
+    )
+    deploy.add_argument(
+        "--threads", type=int, default=1, help="CPU threads for both runtimes (default 1)"
+    )
+    deploy.add_argument(
+        "--repeats", type=int, default=200, help="timed runs at batch 1 (default 200)"
+    )
+    deploy.add_argument(
+        "--output-dir", type=Path, default=Path("runs/bench-deploy"),
+        help="where README.md and results.json go (default runs/bench-deploy)",
+    )  # fmt: skip
+
+
+def _run_deploy(args: argparse.Namespace) -> int:
+    import sys
+
+    from kdistill.data import load_dataset
+    from kdistill.export.deploy import bench_deploy, render_table, write_deploy_report
+    from kdistill.files import cache_dir
+
+    if args.threads < 1 or args.repeats < 1:
+        raise KDistillError("--threads and --repeats must be at least 1")
+    test = load_dataset(args.data, cache_dir=cache_dir()).test
+    results = bench_deploy(
+        args.teacher, args.student, test, threads=args.threads, repeats=args.repeats
+    )
+    command = "kdistill " + " ".join(sys.argv[1:]) if sys.argv[1:] else "kdistill bench deploy"
+    report = write_deploy_report(results, args.output_dir, command)
+    print(render_table(results))
+    print(f"report: {report}")
+    return 0
 
 
 def run_bench(args: argparse.Namespace) -> int | None:
     """Run ``kdistill bench ...``; returns None when ``args`` is not a bench verb."""
     if args.verb != "bench":
         return None
+    if args.bench == "deploy":
+        return _run_deploy(args)
     if args.bench == "self-online":
         from kdistill.studies.self_online import SelfOnlineSettings, run_self_online_benchmark
 
@@ -168,7 +222,7 @@ def run_bench(args: argparse.Namespace) -> int | None:
         return 0
     if args.bench != "methods":
         raise KDistillError(
-            "kdistill bench needs a benchmark name: kdistill bench methods or self-online"
+            "kdistill bench needs a benchmark name: kdistill bench methods, self-online or deploy"
         )
     from kdistill.studies.methods import BenchSettings, methods, run_methods_benchmark
 

@@ -12,6 +12,7 @@ from kdistill import __version__
 from kdistill.cli.arguments import add_run_arguments, run_overrides
 from kdistill.cli.bench import add_bench_verb, run_bench
 from kdistill.cli.procedure_verbs import add_procedure_verbs, run_procedure_verb
+from kdistill.cli.ship import add_export_verb, run_export
 from kdistill.errors import KDistillError
 
 EPILOG = """examples:
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--work-dir", help="where runs and checkpoints go (default runs/NAME-PROFILE)"
     )
     add_procedure_verbs(verbs)
+    add_export_verb(verbs)
     add_bench_verb(verbs)
     return parser
 
@@ -198,6 +200,8 @@ def _run(args: argparse.Namespace) -> int:
             " ".join(f"{c}:{n}" for c, n in enumerate(evaluation.per_class_errors)),
         )
         return 0
+    if args.verb == "export":
+        return run_export(args)
     if args.verb == "reproduce":
         from kdistill.studies import run_reproduction
 

@@ -384,6 +384,8 @@ def _save_models(
             seed=settings.seed,
             task=settings.task.name,
             input_encoding=data.encoding.describe(),
+            # Per-example stored shape: what an exported file takes (kdistill export).
+            stored_shape=list(data.train.inputs.shape[1:]),
             **settings.metadata,
         )
     atomic_write_text(run_dir / "final.json", json.dumps(result.final, indent=2) + "\n")
