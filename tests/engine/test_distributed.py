@@ -113,19 +113,25 @@ def test_two_processes_train_the_student_one_process_trains(setup):
     assert saved["steps_per_epoch"] == 10  # the global batch: 1,000 examples / 100
 
 
-def test_a_killed_two_process_run_resumes_to_the_same_weights(setup):
+def test_a_killed_two_process_run_resumes_to_the_same_weights_with_two_or_one(setup):
     folder, student = setup
     args = ["distill", str(student), "--set", "train.epochs=30"]
     _finish(_kdistill([*args, "--output-dir", str(folder / "whole")], folder, processes=2))
-    killed = _kdistill([*args, "--output-dir", str(folder / "killed")], folder, processes=2)
-    checkpoint = folder / "killed" / "checkpoint.safetensors"
-    deadline = time.time() + 240
-    while not checkpoint.exists() and time.time() < deadline and killed.poll() is None:
-        time.sleep(0.05)
-    _kill_everything_running(str(folder / "killed"))  # torchrun and both workers, mid-run
-    killed.communicate()
-    assert load_tensors(checkpoint)[1]["epoch"] < 30
-    _finish(_kdistill([*args, "--output-dir", str(folder / "killed"), "--resume"], folder, 2))
-    whole, resumed = _weights(folder / "whole"), _weights(folder / "killed")
-    for name, tensor in whole.items():
-        assert torch.equal(resumed[name], tensor), name
+    whole = _weights(folder / "whole")
+    for name, processes in (("killed", 2), ("resumed-alone", 1)):
+        killed = _kdistill([*args, "--output-dir", str(folder / name)], folder, processes=2)
+        checkpoint = folder / name / "checkpoint.safetensors"
+        deadline = time.time() + 240
+        while not checkpoint.exists() and time.time() < deadline and killed.poll() is None:
+            time.sleep(0.05)
+        _kill_everything_running(str(folder / name))  # torchrun and both workers, mid-run
+        killed.communicate()
+        assert load_tensors(checkpoint)[1]["epoch"] < 30
+        resume = [*args, "--output-dir", str(folder / name), "--resume"]
+        _finish(_kdistill(resume, folder, processes))
+        resumed = _weights(folder / name)
+        for key, tensor in whole.items():
+            if processes == 2:  # the same processes: bit-identical
+                assert torch.equal(resumed[key], tensor), key
+            else:  # one process takes over: the same data and steps, other float rounding
+                torch.testing.assert_close(resumed[key], tensor, atol=TOLERANCE, rtol=0)
