@@ -133,10 +133,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.verb in {"train", "distill"}:
         from kdistill import methods
         from kdistill.config import DistillRunConfig, TrainRunConfig, load_config
+        from kdistill.engine import is_main_process
 
         schema = TrainRunConfig if args.verb == "train" else DistillRunConfig
         config = load_config(args.config, run_overrides(args), schema=schema)
         result = methods.run(config, resume=args.resume)
+        if not is_main_process():
+            return 0  # under torchrun, rank 0 reports for every process
         errors = {
             name: {split: metrics["errors"] for split, metrics in splits.items()}
             for name, splits in result.final.items()

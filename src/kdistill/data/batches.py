@@ -115,6 +115,8 @@ class BatchLoader:
         drop_last: bool = False,
         max_shift: int = 0,
         device: str | torch.device = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if batch_size < 1:
             raise KDistillError(f"batch_size must be ≥ 1, got {batch_size}: fix data.batch_size")
@@ -133,6 +135,10 @@ class BatchLoader:
         self.max_shift = max_shift
         self.device = torch.device(device)
         self.epoch = 0
+        if not 0 <= rank < world_size:
+            raise KDistillError(f"rank {rank} is outside a world of {world_size} processes")
+        self.rank = rank
+        self.world_size = world_size
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose permutation and jitter the next iteration produces."""
@@ -158,14 +164,22 @@ class BatchLoader:
         stop = len(self) * self.batch_size if self.drop_last else n
         for start in range(0, stop, self.batch_size):
             index = order_on_data[start : start + self.batch_size]
+            positions = order[start : start + self.batch_size]
+            # The global batch is drawn whatever the number of processes; each rank takes its
+            # contiguous share, so N processes see exactly the examples (and jitter) that one
+            # process sees in the same step.
+            size = len(index)
+            low = self.rank * size // self.world_size
+            high = (self.rank + 1) * size // self.world_size
             # Move uint8 before converting: 4x less host-to-device traffic than float32.
-            inputs = encoding.scale(stored[index].to(self.device))
+            inputs = encoding.scale(stored[index[low:high]].to(self.device))
             if self.max_shift:
                 # Shift before normalising, so vacated pixels are black, not the mean.
-                inputs = random_shift(inputs, self.max_shift, generator)
+                dx, dy = draw_shifts(size, self.max_shift, generator)
+                inputs = shift_images(inputs, dx[low:high], dy[low:high])
             inputs = encoding.finish(inputs)
             yield Batch(
                 inputs=inputs,
-                labels=labels[index].to(self.device),
-                indices=order[start : start + self.batch_size].to(self.device),
+                labels=labels[index[low:high]].to(self.device),
+                indices=positions[low:high].to(self.device),
             )

@@ -2,6 +2,7 @@
 
 from kdistill.engine.checkpoint import load_model, save_model
 from kdistill.engine.device import resolve_device
+from kdistill.engine.distributed import Processes, is_main_process, processes
 from kdistill.engine.objective import Objective, ObjectiveOutput, SupervisedObjective
 from kdistill.engine.trainer import FitResult, FitSettings, fit
 
@@ -10,9 +11,12 @@ __all__ = [
     "FitSettings",
     "Objective",
     "ObjectiveOutput",
+    "Processes",
     "SupervisedObjective",
     "fit",
+    "is_main_process",
     "load_model",
+    "processes",
     "resolve_device",
     "save_model",
 ]

@@ -13,11 +13,13 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from kdistill.config import TrainConfig
@@ -30,7 +32,8 @@ from kdistill.engine.checkpoint import (
     save_tensors,
 )
 from kdistill.engine.device import resolve_device
-from kdistill.engine.objective import Objective
+from kdistill.engine.distributed import Processes, processes
+from kdistill.engine.objective import Objective, ObjectiveOutput
 from kdistill.engine.optim import build_optimizer, learning_rate_at
 from kdistill.errors import KDistillError
 from kdistill.files import atomic_write_text
@@ -110,13 +113,18 @@ FINITE_CHECK_STEPS = 50
 
 
 def _check_finite(
-    loss_sums: dict[str, torch.Tensor], epoch: int, first_step: int, last_step: int
+    loss_sums: dict[str, torch.Tensor],
+    epoch: int,
+    first_step: int,
+    last_step: int,
+    procs: Processes,
 ) -> None:
     # A non-finite loss makes its running sum non-finite for the rest of the epoch, so one
-    # read per window catches it before the epoch's checkpoint is written.
+    # read per window catches it before the epoch's checkpoint is written. Summed over the
+    # processes, so all of them stop at the same step.
     if not loss_sums:
         return
-    total = torch.stack(list(loss_sums.values())).sum()
+    total = procs.sum(torch.stack(list(loss_sums.values())).sum())
     if not torch.isfinite(total):
         raise KDistillError(
             f"loss became {float(total)} at epoch {epoch + 1}, between steps {first_step + 1} "
@@ -152,6 +160,9 @@ class _Loop:
     scaler: torch.amp.GradScaler
     device: torch.device
     total_epochs: int
+    procs: Processes = field(default_factory=Processes)
+    forward: Callable[[Any], ObjectiveOutput] | None = None
+    """The objective, wrapped in DistributedDataParallel when several processes train."""
     start_epoch: int = 0
     step: int = 0
 
@@ -178,22 +189,24 @@ def fit(
     run_dir = Path(settings.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     loop = _start(objective, data, settings)
-    log = _MetricsLog(run_dir, settings.train.tensorboard)
+    main = loop.procs.is_main  # under torchrun only rank 0 evaluates each epoch and writes
+    log = _MetricsLog(run_dir, settings.train.tensorboard) if main else None
     result = FitResult(run_dir)
     if resume and (run_dir / CHECKPOINT_NAME).exists():
         result.history = _restore(loop, run_dir / CHECKPOINT_NAME, log)
-    else:  # a fresh start, also when --resume finds no checkpoint: no stale records
+    elif log is not None:  # a fresh start, also when --resume finds no checkpoint
         log.path.unlink(missing_ok=True)
     started = time.perf_counter()
     for epoch in range(loop.start_epoch, loop.total_epochs):
         record = _train_epoch(loop, epoch, settings)
-        eval_started = time.perf_counter()
-        record.update(_evaluate_models(objective, data, settings, loop.device))
-        record["eval_seconds"] = round(time.perf_counter() - eval_started, 3)
-        log.write(record)
+        if log is not None:
+            eval_started = time.perf_counter()
+            record.update(_evaluate_models(objective, data, settings, loop.device))
+            record["eval_seconds"] = round(time.perf_counter() - eval_started, 3)
+            log.write(record)
+            if settings.train.progress:
+                tqdm.write(_one_line(settings.description, record))
         result.history.append(record)
-        if settings.train.progress:
-            tqdm.write(_one_line(settings.description, record))
         _save_checkpoint(loop, epoch, settings, result.history)
     result.seconds = time.perf_counter() - started
     _save_models(objective, data, settings, loop, result)
@@ -204,6 +217,9 @@ def _start(objective: Objective, data: TrainingData, settings: FitSettings) -> _
     """Device, batches, lazy adapters, optimizer and loss scaler, in that order."""
     config = settings.train
     device = resolve_device(config.device)
+    procs = processes(device)
+    if device.type == "cuda" and procs.distributed:
+        device = torch.device("cuda", procs.local_rank)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(settings.seed)
@@ -215,6 +231,8 @@ def _start(objective: Objective, data: TrainingData, settings: FitSettings) -> _
         seed=settings.seed,
         max_shift=data.max_shift,
         device=device,
+        rank=procs.rank,
+        world_size=procs.world_size,
     )
     loader.set_epoch(0)
     # Eval mode: the dry run that builds lazy adapters must not move batch-norm statistics.
@@ -225,10 +243,19 @@ def _start(objective: Objective, data: TrainingData, settings: FitSettings) -> _
     scaler = torch.amp.GradScaler(
         device.type, enabled=config.mixed_precision == "fp16" and device.type == "cuda"
     )
-    return _Loop(objective, loader, optimizer, scaler, device, config.epochs)
+    forward: Callable[[Any], ObjectiveOutput] = objective
+    if procs.distributed:
+        # Gradients averaged over the processes; buffers are not broadcast (a cached
+        # teacher-logit table is one, and every process holds the same one).
+        forward = DistributedDataParallel(
+            objective,
+            device_ids=[procs.local_rank] if device.type == "cuda" else None,
+            broadcast_buffers=False,
+        )
+    return _Loop(objective, loader, optimizer, scaler, device, config.epochs, procs, forward)
 
 
-def _restore(loop: _Loop, path: Path, log: _MetricsLog) -> list[dict[str, Any]]:
+def _restore(loop: _Loop, path: Path, log: _MetricsLog | None) -> list[dict[str, Any]]:
     """Load the checkpoint into ``loop``; returns the history it holds."""
     tensors, saved = load_tensors(path)
     steps_per_epoch = len(loop.loader)
@@ -247,9 +274,13 @@ def _restore(loop: _Loop, path: Path, log: _MetricsLog) -> list[dict[str, Any]]:
     optimizer_from_tensors(loop.optimizer, tensors, saved["optimizer"])
     if saved.get("grad_scaler"):
         loop.scaler.load_state_dict(saved["grad_scaler"])
-    torch.set_rng_state(tensors["rng.torch"])
+    # Each process continues its own random stream; a run resumed with another number of
+    # processes gives every process rank 0's (the same data either way, other dropout masks).
+    own = f"rng.torch.{loop.procs.rank}"
+    torch.set_rng_state(tensors[own] if own in tensors else tensors["rng.torch"])
     loop.start_epoch, loop.step = saved["epoch"], saved["step"]
-    log.truncate_after(saved["epoch"])
+    if log is not None:
+        log.truncate_after(saved["epoch"])
     return list(saved.get("history", []))
 
 
@@ -285,8 +316,8 @@ def _train_epoch(loop: _Loop, epoch: int, settings: FitSettings) -> dict[str, An
         for group in optimizer.param_groups:
             group["lr"] = learning_rate
         with _autocast(loop.device, config.mixed_precision):
-            output = objective(batch)
-        loss = sum(output.losses.values())
+            output = loop.forward(batch) if loop.forward is not None else objective(batch)
+        loss = cast(torch.Tensor, sum(output.losses.values()))
         optimizer.zero_grad(set_to_none=True)
         loop.scaler.scale(loss).backward()
         loop.scaler.unscale_(optimizer)
@@ -303,9 +334,15 @@ def _train_epoch(loop: _Loop, epoch: int, settings: FitSettings) -> dict[str, An
         meter.update(output.outputs, batch)
         seen += size
         if loop.step - checked_step >= FINITE_CHECK_STEPS:
-            _check_finite(sums, epoch, checked_step, loop.step)
+            _check_finite(sums, epoch, checked_step, loop.step, loop.procs)
             checked_step = loop.step
-    _check_finite(sums, epoch, checked_step, loop.step)
+    _check_finite(sums, epoch, checked_step, loop.step, loop.procs)
+    if loop.procs.distributed:
+        names = sorted(sums)
+        totals = loop.procs.sum(torch.stack([sums[name] for name in names]))
+        sums = dict(zip(names, totals, strict=True))
+        seen = int(loop.procs.sum(torch.tensor(seen)))
+        meter.reduce(loop.procs.sum)
     seconds = time.perf_counter() - epoch_started
     return {
         "epoch": epoch + 1,
@@ -339,10 +376,17 @@ def _evaluate_models(
 def _save_checkpoint(
     loop: _Loop, epoch: int, settings: FitSettings, history: list[dict[str, Any]]
 ) -> None:
+    rng_states = loop.procs.gather(torch.get_rng_state())
+    if not loop.procs.is_main:
+        return
     tensors = {f"objective.{k}": v for k, v in loop.objective.state_dict().items()}
     optimizer_tensors, optimizer_saved = optimizer_to_tensors(loop.optimizer)
     tensors.update(optimizer_tensors)
-    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.torch"] = rng_states[0]
+    if loop.procs.distributed:
+        tensors.update(
+            {f"rng.torch.{rank}": state.clone() for rank, state in enumerate(rng_states)}
+        )
     save_tensors(
         Path(settings.run_dir) / CHECKPOINT_NAME,
         tensors,
@@ -373,6 +417,8 @@ def _save_models(
 ) -> None:
     """Final metrics (with the confusion matrices) and one model file per evaluated model."""
     result.final = _evaluate_models(objective, data, settings, loop.device, with_details=True)
+    if not loop.procs.is_main:
+        return
     run_dir = Path(settings.run_dir)
     for model_name, model in objective.evaluation_models().items():
         save_model(

@@ -13,7 +13,7 @@ from torch import nn
 
 from kdistill.config import ModelConfig, RunConfig, dump_config
 from kdistill.data import TrainingData
-from kdistill.engine import FitSettings, resolve_device
+from kdistill.engine import FitSettings, is_main_process, resolve_device
 from kdistill.engine.checkpoint import load_tensors
 from kdistill.engine.trainer import CHECKPOINT_NAME
 from kdistill.errors import KDistillError
@@ -35,8 +35,9 @@ __all__ = [
 def write_run_config(config: RunConfig) -> Path:
     """Create ``config.output_dir`` and write ``config.yaml`` there; returns the folder."""
     run_dir = Path(config.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", dump_config(config))
+    if is_main_process():  # under torchrun, rank 0 writes for every process
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", dump_config(config))
     return run_dir
 
 

@@ -43,6 +43,13 @@ class Meter(ABC):
     @abstractmethod
     def summary(self) -> dict[str, float]: ...
 
+    def reduce(self, total: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Replace the counts by their sums over all processes (``total`` sums a tensor)."""
+        raise KDistillError(
+            f"{type(self).__name__} cannot be summed over processes: implement Meter.reduce "
+            "to train this task under torchrun"
+        )
+
 
 class Evaluation(ABC):
     """One model on one split; ``summary()`` is what metrics.jsonl and reports record."""
@@ -66,7 +73,10 @@ class Task(ABC):
         seed: int,
         max_shift: int,
         device: torch.device,
-    ) -> BatchSource: ...
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> BatchSource:
+        """Batches of ``split``; under torchrun, this process's share of every global batch."""
 
     @abstractmethod
     def batch_size(self, batch: Any) -> int: ...

@@ -3,6 +3,7 @@ are errors, accuracy, loss, per-class errors and the confusion matrix."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +116,10 @@ class _ErrorMeter(Meter):
     def summary(self) -> dict[str, float]:
         return {"error_rate": int(self.errors) / max(self.seen, 1)}
 
+    def reduce(self, total: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.errors = total(self.errors)
+        self.seen = int(total(torch.tensor(self.seen)))
+
 
 @register_task
 class ClassificationTask(Task):
@@ -129,9 +134,18 @@ class ClassificationTask(Task):
         seed: int,
         max_shift: int,
         device: torch.device,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> BatchLoader:
         return BatchLoader(
-            split, batch_size, shuffle=shuffle, seed=seed, max_shift=max_shift, device=device
+            split,
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            max_shift=max_shift,
+            device=device,
+            rank=rank,
+            world_size=world_size,
         )
 
     def batch_size(self, batch: Batch) -> int:

@@ -1,0 +1,85 @@
+"""Several processes, one run: torch.distributed as torchrun sets it up.
+
+``torchrun --nproc_per_node N kdistill distill ...`` (or ``--nnodes``, with torchrun's own
+rendezvous) starts N copies of the same command; each reads RANK, WORLD_SIZE and LOCAL_RANK
+from the environment. Each process takes its share of every global batch
+(:class:`~kdistill.data.BatchLoader` with ``rank``/``world_size``), gradients are averaged by
+DistributedDataParallel, and only rank 0 writes files. Without torchrun this is one process
+and nothing here does anything.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from kdistill.errors import KDistillError
+
+__all__ = ["Processes", "is_main_process", "processes"]
+
+
+@dataclass(frozen=True)
+class Processes:
+    """This process's place in the run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the only process that writes metrics, checkpoints, models and reports."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def gather(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+        """``tensor`` of every process, by rank (same shape everywhere)."""
+        if not self.distributed:
+            return [tensor]
+        gathered = [torch.empty_like(tensor) for _ in range(self.world_size)]
+        dist.all_gather(gathered, tensor.contiguous())
+        return gathered
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The elementwise sum of ``tensor`` over every process (itself when alone)."""
+        if self.distributed:
+            tensor = tensor.clone()
+            dist.all_reduce(tensor)
+        return tensor
+
+
+def processes(device: torch.device) -> Processes:
+    """This process's rank and world from torchrun's environment; starts the process group
+    (gloo on CPUs, NCCL on CUDA) the first time it is asked."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Processes()
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(local_rank)
+        try:
+            dist.init_process_group(backend=backend)
+        except (RuntimeError, ValueError) as error:
+            raise KDistillError(
+                f"cannot join the {world_size}-process run ({str(error).splitlines()[0]}): "
+                "start it with torchrun, which sets MASTER_ADDR and MASTER_PORT"
+            ) from None
+    return Processes(rank, world_size, local_rank)
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun run, or a process started alone: the one that writes files."""
+    return int(os.environ.get("RANK", "0")) == 0
