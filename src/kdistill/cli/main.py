@@ -12,7 +12,7 @@ from kdistill import __version__
 from kdistill.cli.arguments import add_run_arguments, run_overrides
 from kdistill.cli.bench import add_bench_verb, run_bench
 from kdistill.cli.procedure_verbs import add_procedure_verbs, run_procedure_verb
-from kdistill.errors import KDistillError
+from kdistill.errors import KDistillError, Terminated
 
 EPILOG = """examples:
   kdistill reproduce hinton-mnist --profile quick
@@ -25,7 +25,9 @@ EPILOG = """examples:
   kdistill bench methods --datasets mnist --seeds 1 --epochs 1
 
 Every config key can be overridden with --set section.key=value (values are YAML).
-Errors print one line and exit with status 2; --resume continues a killed run."""
+Errors print one line and exit with status 2; --resume continues a killed run (Ctrl-C exits
+130, SIGTERM checkpoints at the next step and exits 143). A folder holding another run is
+refused unless --resume or --overwrite; two runs never share one (a lock is held)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
 
         schema = TrainRunConfig if args.verb == "train" else DistillRunConfig
         config = load_config(args.config, run_overrides(args), schema=schema)
-        result = methods.run(config, resume=args.resume)
+        result = methods.run(config, resume=args.resume, overwrite=args.overwrite)
         errors = {
             name: {split: metrics["errors"] for split, metrics in splits.items()}
             for name, splits in result.final.items()
@@ -227,11 +229,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verb is None:
         parser.print_help()
         return 1
+    from kdistill.engine.interrupt import handle_sigterm
+
+    handle_sigterm()
     try:
         return _run(args)
     except KDistillError as error:
         print(f"kdistill: error: {error}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(
+            "kdistill: stopped by SIGTERM; rerun the same command with --resume to continue "
+            "from the last checkpoint",
+            file=sys.stderr,
+        )
+        return 143
     except KeyboardInterrupt:
         print(
             "kdistill: interrupted; rerun with --resume to continue from the last checkpoint",

@@ -5,6 +5,10 @@ their sum is back-propagated, gradients are clipped, the optimizer steps, constr
 applied; after each epoch the objective's models are evaluated, metrics go to JSONL (and
 TensorBoard), and a full checkpoint is written atomically. ``resume=True`` restarts from it
 and ends with the same weights as an uninterrupted run with the same seed.
+
+``train.checkpoint_every_steps`` adds checkpoints inside an epoch (with the epoch's running
+figures), and SIGTERM (:mod:`kdistill.engine.interrupt`) saves one at the next step boundary
+before the run stops; a resume then continues mid-epoch to the same weights.
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ from kdistill.engine.checkpoint import (
     save_tensors,
 )
 from kdistill.engine.device import resolve_device
+from kdistill.engine.interrupt import stop_requested, stoppable
 from kdistill.engine.objective import Objective
 from kdistill.engine.optim import build_optimizer, learning_rate_at
-from kdistill.errors import KDistillError
-from kdistill.files import atomic_write_text
+from kdistill.errors import KDistillError, Terminated
+from kdistill.files import atomic_write_text, folder_lock
 from kdistill.tasks import BatchSource, ClassificationTask, Task
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -143,6 +148,18 @@ class FitSettings:
 
 
 @dataclass
+class _Partial:
+    """An epoch stopped between two steps: how many batches it had done, and its running
+    figures (loss sums, examples seen, the task's meter, the last learning rate)."""
+
+    batches: int
+    sums: dict[str, torch.Tensor]
+    seen: int
+    meter: dict[str, Any]
+    learning_rate: float
+
+
+@dataclass
 class _Loop:
     """What the loop carries from step to step."""
 
@@ -154,6 +171,8 @@ class _Loop:
     total_epochs: int
     start_epoch: int = 0
     step: int = 0
+    partial: _Partial | None = None
+    """Set by a resume from a checkpoint written inside an epoch; consumed by that epoch."""
 
     @property
     def total_steps(self) -> int:
@@ -177,26 +196,29 @@ def fit(
     """
     run_dir = Path(settings.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    loop = _start(objective, data, settings)
-    log = _MetricsLog(run_dir, settings.train.tensorboard)
-    result = FitResult(run_dir)
-    if resume and (run_dir / CHECKPOINT_NAME).exists():
-        result.history = _restore(loop, run_dir / CHECKPOINT_NAME, log)
-    else:  # a fresh start, also when --resume finds no checkpoint: no stale records
-        log.path.unlink(missing_ok=True)
-    started = time.perf_counter()
-    for epoch in range(loop.start_epoch, loop.total_epochs):
-        record = _train_epoch(loop, epoch, settings)
-        eval_started = time.perf_counter()
-        record.update(_evaluate_models(objective, data, settings, loop.device))
-        record["eval_seconds"] = round(time.perf_counter() - eval_started, 3)
-        log.write(record)
-        result.history.append(record)
-        if settings.train.progress:
-            tqdm.write(_one_line(settings.description, record))
-        _save_checkpoint(loop, epoch, settings, result.history)
-    result.seconds = time.perf_counter() - started
-    _save_models(objective, data, settings, loop, result)
+    with folder_lock(run_dir), stoppable():
+        loop = _start(objective, data, settings)
+        log = _MetricsLog(run_dir, settings.train.tensorboard)
+        result = FitResult(run_dir)
+        if resume and (run_dir / CHECKPOINT_NAME).exists():
+            result.history = _restore(loop, run_dir / CHECKPOINT_NAME, log, settings)
+        else:  # a fresh start, also when --resume finds no checkpoint: no stale records
+            log.path.unlink(missing_ok=True)
+        started = time.perf_counter()
+        for epoch in range(loop.start_epoch, loop.total_epochs):
+            record = _train_epoch(loop, epoch, settings, result.history)
+            eval_started = time.perf_counter()
+            record.update(_evaluate_models(objective, data, settings, loop.device))
+            record["eval_seconds"] = round(time.perf_counter() - eval_started, 3)
+            log.write(record)
+            result.history.append(record)
+            if settings.train.progress:
+                tqdm.write(_one_line(settings.description, record))
+            _save_checkpoint(loop, epoch + 1, settings, result.history)
+            if stop_requested():  # SIGTERM during the evaluation: the checkpoint is written
+                raise Terminated()
+        result.seconds = time.perf_counter() - started
+        _save_models(objective, data, settings, loop, result)
     return result
 
 
@@ -228,33 +250,78 @@ def _start(objective: Objective, data: TrainingData, settings: FitSettings) -> _
     return _Loop(objective, loader, optimizer, scaler, device, config.epochs)
 
 
-def _restore(loop: _Loop, path: Path, log: _MetricsLog) -> list[dict[str, Any]]:
+def _restore(
+    loop: _Loop, path: Path, log: _MetricsLog, settings: FitSettings
+) -> list[dict[str, Any]]:
     """Load the checkpoint into ``loop``; returns the history it holds."""
     tensors, saved = load_tensors(path)
     steps_per_epoch = len(loop.loader)
+    saved_epochs = saved.get("total_epochs")
     if (
-        saved.get("total_epochs") != loop.total_epochs
+        not isinstance(saved_epochs, int)
+        or saved_epochs > loop.total_epochs
         or saved.get("steps_per_epoch") != steps_per_epoch
     ):
         raise KDistillError(
-            f"{path} was written by a run of {saved.get('total_epochs')} epochs x "
+            f"{path} was written by a run of {saved_epochs} epochs x "
             f"{saved.get('steps_per_epoch')} steps, this one is {loop.total_epochs} x "
             f"{steps_per_epoch}: use the same config to resume, or a new output_dir"
         )
-    loop.objective.load_state_dict(
-        {k[len("objective.") :]: v for k, v in tensors.items() if k.startswith("objective.")}
-    )
+    objective_state = {
+        k[len("objective.") :]: v for k, v in tensors.items() if k.startswith("objective.")
+    }
+    try:
+        loop.objective.load_state_dict(objective_state)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[-1].strip()
+        raise KDistillError(
+            f"{path} holds other models than this run builds ({first[:120]}): resume with "
+            "the same config, or use a new output_dir"
+        ) from None
     optimizer_from_tensors(loop.optimizer, tensors, saved["optimizer"])
     if saved.get("grad_scaler"):
         loop.scaler.load_state_dict(saved["grad_scaler"])
     torch.set_rng_state(tensors["rng.torch"])
     loop.start_epoch, loop.step = saved["epoch"], saved["step"]
+    if saved.get("partial"):
+        loop.partial = _partial_from(tensors, saved["partial"])
     log.truncate_after(saved["epoch"])
+    where = f"epoch {loop.start_epoch + 1}"
+    if loop.partial is not None:
+        where += f", after step {loop.partial.batches} of {steps_per_epoch}"
+    print(f"kdistill: {settings.description}: resuming at {where} ({path})", file=sys.stderr)
+    if saved_epochs < loop.total_epochs:
+        schedule = settings.train.schedule.name
+        print(
+            f"kdistill: {settings.description}: train.epochs raised from {saved_epochs} to "
+            f"{loop.total_epochs}; the {schedule} learning-rate schedule now spans "
+            f"{loop.total_epochs} epochs from step {loop.step} on, so the weights differ from "
+            f"a {loop.total_epochs}-epoch run from scratch",
+            file=sys.stderr,
+        )
     return list(saved.get("history", []))
 
 
-def _train_epoch(loop: _Loop, epoch: int, settings: FitSettings) -> dict[str, Any]:
-    """One pass over the training batches; returns the epoch's training record."""
+def _partial_from(tensors: dict[str, torch.Tensor], saved: dict[str, Any]) -> _Partial:
+    sums = {
+        name[len("partial.loss.") :]: tensor
+        for name, tensor in tensors.items()
+        if name.startswith("partial.loss.")
+    }
+    meter = {
+        name[len("partial.meter.") :]: tensor
+        for name, tensor in tensors.items()
+        if name.startswith("partial.meter.")
+    }
+    meter.update(saved["meter"])
+    return _Partial(saved["batches"], sums, saved["seen"], meter, saved["learning_rate"])
+
+
+def _train_epoch(
+    loop: _Loop, epoch: int, settings: FitSettings, history: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """One pass over the training batches (the rest of one, after a resume inside it);
+    returns the epoch's training record."""
     config, task, objective, optimizer = (
         settings.train,
         settings.task,
@@ -268,8 +335,13 @@ def _train_epoch(loop: _Loop, epoch: int, settings: FitSettings) -> dict[str, An
     sums: dict[str, torch.Tensor] = {}
     meter = task.meter(loop.device)
     seen = 0
-    checked_step = loop.step
     learning_rate = config.optimizer.lr
+    done, loop.partial = loop.partial, None
+    if done is not None:
+        sums = {name: value.to(loop.device) for name, value in done.sums.items()}
+        meter.load_state(done.meter)
+        seen, learning_rate = done.seen, done.learning_rate
+    checked_step = loop.step
     epoch_started = time.perf_counter()
     bar = tqdm(
         loop.loader,
@@ -278,7 +350,9 @@ def _train_epoch(loop: _Loop, epoch: int, settings: FitSettings) -> dict[str, An
         disable=not (config.progress and sys.stderr.isatty()),
         unit="batch",
     )
-    for batch in bar:
+    for index, batch in enumerate(bar):
+        if done is not None and index < done.batches:
+            continue  # trained before the checkpoint; drawn again so the epoch's jitter matches
         learning_rate = learning_rate_at(
             loop.step, loop.total_steps, len(loop.loader), config.optimizer.lr, config.schedule
         )
@@ -305,6 +379,13 @@ def _train_epoch(loop: _Loop, epoch: int, settings: FitSettings) -> dict[str, An
         if loop.step - checked_step >= FINITE_CHECK_STEPS:
             _check_finite(sums, epoch, checked_step, loop.step)
             checked_step = loop.step
+        stopping = stop_requested()
+        if stopping or _checkpoint_due(loop, config, index):
+            _check_finite(sums, epoch, checked_step, loop.step)
+            partial = _Partial(index + 1, sums, seen, meter.state(), learning_rate)
+            _save_checkpoint(loop, epoch, settings, history, partial)
+        if stopping:
+            raise Terminated()
     _check_finite(sums, epoch, checked_step, loop.step)
     seconds = time.perf_counter() - epoch_started
     return {
@@ -315,6 +396,13 @@ def _train_epoch(loop: _Loop, epoch: int, settings: FitSettings) -> dict[str, An
         "samples_per_second": round(seen / seconds, 1),
         "train": {"loss": {k: float(v) / seen for k, v in sums.items()}, **meter.summary()},
     }
+
+
+def _checkpoint_due(loop: _Loop, config: TrainConfig, index: int) -> bool:
+    """A checkpoint every ``train.checkpoint_every_steps`` steps, but for an epoch's last
+    step (the end-of-epoch checkpoint follows it)."""
+    every = config.checkpoint_every_steps
+    return every is not None and loop.step % every == 0 and index + 1 < len(loop.loader)
 
 
 def _evaluate_models(
@@ -337,19 +425,41 @@ def _evaluate_models(
 
 
 def _save_checkpoint(
-    loop: _Loop, epoch: int, settings: FitSettings, history: list[dict[str, Any]]
+    loop: _Loop,
+    epochs_done: int,
+    settings: FitSettings,
+    history: list[dict[str, Any]],
+    partial: _Partial | None = None,
 ) -> None:
+    """Everything a resume needs, after ``epochs_done`` epochs (and ``partial``'s steps of
+    the next one, when written inside an epoch)."""
     tensors = {f"objective.{k}": v for k, v in loop.objective.state_dict().items()}
     optimizer_tensors, optimizer_saved = optimizer_to_tensors(loop.optimizer)
     tensors.update(optimizer_tensors)
     tensors["rng.torch"] = torch.get_rng_state()
+    partial_saved = None
+    if partial is not None:
+        tensors.update({f"partial.loss.{k}": v for k, v in partial.sums.items()})
+        meter_values = {}
+        for key, value in partial.meter.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"partial.meter.{key}"] = value
+            else:
+                meter_values[key] = value
+        partial_saved = {
+            "batches": partial.batches,
+            "seen": partial.seen,
+            "meter": meter_values,
+            "learning_rate": partial.learning_rate,
+        }
     save_tensors(
         Path(settings.run_dir) / CHECKPOINT_NAME,
         tensors,
         {
             "kind": "checkpoint",
-            "epoch": epoch + 1,
+            "epoch": epochs_done,
             "step": loop.step,
+            "partial": partial_saved,
             "total_epochs": loop.total_epochs,
             "steps_per_epoch": len(loop.loader),
             "seed": settings.seed,
