@@ -238,8 +238,14 @@ def config_type_for(raw: dict[str, Any]) -> type[RunConfig]:
     return VERB_SECTIONS[present[0]][1] if present else TrainRunConfig
 
 
-def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text) if text != "" else ""
+def _parse_value(text: str, override: str = "") -> Any:
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        raise KDistillError(
+            f"override {override or text!r}: the value is not valid YAML: quote it, e.g. "
+            "--set 'train.epochs=5' or --set \"distill.teachers=[{checkpoint: FILE}]\""
+        ) from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -259,7 +265,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if not isinstance(child, dict):
                 raise KDistillError(f"override {override!r}: {part!r} is a value, not a section")
             node = child
-        node[parts[-1]] = _parse_value(value)
+        node[parts[-1]] = _parse_value(value, override)
     return raw
 
 

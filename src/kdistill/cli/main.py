@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from kdistill import __version__
 from kdistill.cli.arguments import add_run_arguments, run_overrides
@@ -74,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="how several models' distributions are averaged (default arithmetic)",
     )
     evaluate.add_argument(
-        "--data", default="mnist", help="mnist, fashion-mnist, idx:DIR or npz:FILE (default mnist)"
+        "--data",
+        help="mnist, fashion-mnist, idx:DIR or npz:FILE (default: the data set the model file "
+        "records it was trained on, else mnist)",
     )
     evaluate.add_argument(
         "--bias-shift",
@@ -129,6 +132,27 @@ def _yaml_mapping(text: str) -> dict:
     return value
 
 
+def _check_class_counts(
+    paths: Sequence[str], models: Sequence[Any], test: Any, classes: int, name: str
+) -> None:
+    """Every model must output one score per class of the data set, and all alike."""
+    from kdistill.tasks import ClassificationTask
+
+    task = ClassificationTask()
+    outputs = [task.probe(model, test, path) for path, model in zip(paths, models, strict=True)]
+    if len(set(outputs)) > 1:
+        listed = ", ".join(f"{path}: {count}" for path, count in zip(paths, outputs, strict=True))
+        raise KDistillError(
+            f"the models output different numbers of classes ({listed}): evaluate models of "
+            "one data set together"
+        )
+    if outputs[0] < classes:
+        raise KDistillError(
+            f"{paths[0]} outputs {outputs[0]} classes but {name} has {classes}: pass --data "
+            "with the data set it was trained on"
+        )
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.verb in {"train", "distill"}:
         from kdistill import methods
@@ -173,11 +197,13 @@ def _run(args: argparse.Namespace) -> int:
                 "the models were trained on inputs encoded differently (normalisation or "
                 "input_shape): evaluate them one at a time"
             )
-        dataset = load_dataset(args.data, cache_dir=cache_dir())
+        data = args.data or loaded[0][1].get("dataset") or "mnist"
+        dataset = load_dataset(data, cache_dir=cache_dir())
         test = dataset.test
         recorded = loaded[0][1].get("input_encoding")
         if recorded is not None:
             test = test.with_encoding(InputEncoding.from_description(recorded))
+        _check_class_counts(args.model, models, test, dataset.num_classes, dataset.name)
         evaluation, members = evaluate_teacher(Teacher(models), test, args.ensemble_rule)
         if args.json:
             summary = evaluation.summary(with_details=True)

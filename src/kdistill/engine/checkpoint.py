@@ -101,6 +101,7 @@ def load_model(
             "package.module:factory to kdistill evaluate, or model: {name, kwargs} in a teacher "
             "config"
         )
+    check_finite(state, path)
     model = create_model(recipe["name"], **recipe.get("kwargs", {}))
     expected = model.state_dict()
     wrong_shapes = [
@@ -120,6 +121,18 @@ def load_model(
             f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
         )
     return model, metadata
+
+
+def check_finite(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse weights holding NaN or infinite values: a corrupt file or a diverged run, which
+    would otherwise surface later as a "loss became nan" or as silently wrong predictions."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise KDistillError(
+                f"{path} holds non-finite weights ({bad} of {tensor.numel()} values in {name} "
+                "are NaN or infinite): the file is corrupt or its run diverged; re-create it"
+            )
 
 
 def optimizer_to_tensors(

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from kdistill.config import TrainConfig
 from kdistill.data import TrainingData
 from kdistill.engine.checkpoint import (
+    check_finite,
     load_tensors,
     optimizer_from_tensors,
     optimizer_to_tensors,
@@ -145,6 +146,9 @@ class FitSettings:
     description: str = "train"
     recipes: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    dataset: str | None = None
+    """The data set spec the run trained on (``mnist``, ``npz:/abs/path``), recorded in each
+    model file so ``kdistill evaluate`` tests it on the same data by default."""
 
 
 @dataclass
@@ -270,6 +274,7 @@ def _restore(
     objective_state = {
         k[len("objective.") :]: v for k, v in tensors.items() if k.startswith("objective.")
     }
+    check_finite(objective_state, path)
     try:
         loop.objective.load_state_dict(objective_state)
     except RuntimeError as error:
@@ -494,6 +499,7 @@ def _save_models(
             seed=settings.seed,
             task=settings.task.name,
             input_encoding=data.encoding.describe(),
+            dataset=settings.dataset,
             **settings.metadata,
         )
     atomic_write_text(run_dir / "final.json", json.dumps(result.final, indent=2) + "\n")

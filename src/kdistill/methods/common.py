@@ -129,6 +129,7 @@ def fit_settings(
     """:class:`FitSettings` from a run config: its training section, seed and task (the
     device and the task are checked here, before a method writes anything)."""
     resolve_device(config.train.device)
+    options.setdefault("dataset", dataset_spec(config.data.name))
     return FitSettings(
         train=config.train,
         run_dir=run_dir,
@@ -136,6 +137,15 @@ def fit_settings(
         task=create_task(config.task),
         **options,
     )
+
+
+def dataset_spec(name: str) -> str:
+    """``data.name`` as a model file records it: ``idx:``/``npz:`` paths made absolute, so
+    ``kdistill evaluate`` finds the data from any folder."""
+    kind, sep, rest = name.partition(":")
+    if sep and kind.lower() in ("idx", "npz") and rest.strip():
+        return f"{kind.lower()}:{Path(rest.strip()).expanduser().resolve()}"
+    return name
 
 
 def build_model(model: ModelConfig, seed: int) -> nn.Module:
