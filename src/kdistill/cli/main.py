@@ -109,7 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="quick",
         help="quick (minutes), full (paper sizes, 3 seeds) or smoke (tests)",
     )
-    reproduce.add_argument("--output-dir", help="report folder (default docs/results/NAME/PROFILE)")
+    reproduce.add_argument(
+        "--output-dir",
+        help="report folder (default WORK_DIR/report; the committed reports are written with "
+        "--output-dir docs/results/NAME/PROFILE)",
+    )
     reproduce.add_argument(
         "--work-dir", help="where runs and checkpoints go (default runs/NAME-PROFILE)"
     )
