@@ -53,10 +53,13 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> None
     Files are created readable by all (a cache shared through ``KDISTILL_CACHE``).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
+    except OSError as error:
+        raise _write_error(path, error) from None
     try:
         os.fchmod(descriptor, 0o644)
         with os.fdopen(descriptor, "wb") as handle:
@@ -64,14 +67,28 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> None
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except OSError as error:  # a full disk, a quota, a folder made read-only meanwhile
+        Path(temporary).unlink(missing_ok=True)
+        raise _write_error(path, error) from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    try:  # make the rename itself durable
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as error:
+        raise _write_error(path, error) from None
+
+
+def _write_error(path: Path, error: OSError) -> KDistillError:
+    kept = f"; the previous {path.name} is intact" if path.exists() else ""
+    return KDistillError(
+        f"cannot write {path} ({error.strerror or error}){kept}: free space on that disk or "
+        "choose a writable folder, then rerun (with --resume to continue a run)"
+    )
 
 
 def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
