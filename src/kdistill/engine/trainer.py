@@ -80,8 +80,14 @@ class _MetricsLog:
             self.writer = SummaryWriter(str(run_dir / "tensorboard"))
 
     def write(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        try:
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        except OSError as error:  # a full disk: the checkpoint of the epoch before is intact
+            raise KDistillError(
+                f"cannot append to {self.path} ({error.strerror}): free space on that disk, "
+                "then rerun with --resume"
+            ) from None
         if self.writer is not None:
             for key, value in _flatten(record).items():
                 if isinstance(value, int | float) and key != "epoch":
