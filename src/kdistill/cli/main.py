@@ -261,9 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     from kdistill.engine.interrupt import handle_sigterm
 
-    handle_sigterm()
     try:
-        return _run(args)
+        with handle_sigterm():
+            return _run(args)
     except KDistillError as error:
         print(f"kdistill: error: {error}", file=sys.stderr)
         return 2

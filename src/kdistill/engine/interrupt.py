@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Iterator
 from types import FrameType
 
@@ -33,9 +34,18 @@ def on_terminate(signum: int, frame: FrameType | None) -> None:
     raise Terminated()
 
 
-def handle_sigterm() -> None:
-    """Install :func:`on_terminate` for SIGTERM (the CLI does; a library leaves signals alone)."""
-    signal.signal(signal.SIGTERM, on_terminate)
+@contextlib.contextmanager
+def handle_sigterm() -> Iterator[None]:
+    """:func:`on_terminate` handles SIGTERM inside (the CLI's verbs run there; a library leaves
+    signals alone). Outside the main thread, where Python cannot set handlers, it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, on_terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
