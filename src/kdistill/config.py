@@ -93,6 +93,10 @@ class TrainConfig(_Strict):
     threads: int | None = Field(None, ge=1)
     progress: bool = True
     tensorboard: bool = False
+    checkpoint_every_steps: int | None = Field(None, ge=1)
+    """Also checkpoint every this many optimizer steps inside an epoch (hour-long epochs of
+    large transfer sets); a resume continues mid-epoch to the same weights. Default: after
+    every epoch only."""
 
 
 class TermConfig(BaseModel):
@@ -234,8 +238,14 @@ def config_type_for(raw: dict[str, Any]) -> type[RunConfig]:
     return VERB_SECTIONS[present[0]][1] if present else TrainRunConfig
 
 
-def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text) if text != "" else ""
+def _parse_value(text: str, override: str = "") -> Any:
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        raise KDistillError(
+            f"override {override or text!r}: the value is not valid YAML: quote it, e.g. "
+            "--set 'train.epochs=5' or --set \"distill.teachers=[{checkpoint: FILE}]\""
+        ) from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -255,7 +265,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if not isinstance(child, dict):
                 raise KDistillError(f"override {override!r}: {part!r} is a value, not a section")
             node = child
-        node[parts[-1]] = _parse_value(value)
+        node[parts[-1]] = _parse_value(value, override)
     return raw
 
 
@@ -321,7 +331,13 @@ def load_config(
 
 # Settings that change how a run is displayed or how fast it goes, never what it learns: a
 # resumed run may change them freely.
-COSMETIC_TRAIN_KEYS = ("progress", "threads", "tensorboard", "eval_batch_size")
+COSMETIC_TRAIN_KEYS = (
+    "progress",
+    "threads",
+    "tensorboard",
+    "eval_batch_size",
+    "checkpoint_every_steps",
+)
 
 
 def config_digest(config: RunConfig, drop: Sequence[str] = ()) -> str:
@@ -331,6 +347,30 @@ def config_digest(config: RunConfig, drop: Sequence[str] = ()) -> str:
     does not invalidate every cached run; so are ``output_dir``, the cosmetic train options and
     every dotted key in ``drop`` (e.g. ``born_again.generations``, which a resumed run may raise).
     """
+    content = config_content(config, drop)
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def config_differences(old: RunConfig, new: RunConfig, drop: Sequence[str] = ()) -> list[str]:
+    """The dotted keys (``distill.temperature``) whose values differ between two configs, as
+    :func:`config_digest` sees them (``output_dir`` and cosmetic keys never differ)."""
+    before = _flat(config_content(old, drop))
+    after = _flat(config_content(new, drop))
+    return sorted(key for key in set(before) | set(after) if before.get(key) != after.get(key))
+
+
+def _flat(content: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in content.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_content(config: RunConfig, drop: Sequence[str] = ()) -> dict[str, Any]:
+    """What :func:`config_digest` hashes: the non-default keys that change what is trained."""
     content = config.model_dump(mode="json", exclude_defaults=True)
     content.pop("output_dir", None)
     for key in COSMETIC_TRAIN_KEYS:
@@ -342,8 +382,7 @@ def config_digest(config: RunConfig, drop: Sequence[str] = ()) -> str:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict):
             node.pop(last, None)
-    content = _without_empty_sections(content)
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+    return _without_empty_sections(content)
 
 
 def _without_empty_sections(content: dict[str, Any]) -> dict[str, Any]:

@@ -6,3 +6,11 @@ class KDistillError(Exception):
 
     The CLI prints the message as a single line and exits with status 2, never a traceback.
     """
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop (SIGTERM, as schedulers and container runtimes send it).
+
+    A training loop saves a checkpoint at the next step boundary before raising it, so
+    ``--resume`` continues where it stopped; the CLI exits with status 143 (128 + SIGTERM).
+    """

@@ -7,10 +7,12 @@ complete file or the new complete one, never half of either.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,10 +24,15 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "cache_dir",
+    "folder_lock",
+    "remove_stale_temporaries",
     "run_once",
 ]
 
 MARKER_NAME = "stage.json"
+LOCK_NAME = ".kdistill.lock"
+TEMPORARY_PATTERN = ".*.tmp"
+"""What :func:`atomic_write` names its temporary files (``.<name>.<random>.tmp``)."""
 
 
 def cache_dir(override: str | Path | None = None) -> Path:
@@ -46,10 +53,13 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> None
     Files are created readable by all (a cache shared through ``KDISTILL_CACHE``).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
+    except OSError as error:
+        raise _write_error(path, error) from None
     try:
         os.fchmod(descriptor, 0o644)
         with os.fdopen(descriptor, "wb") as handle:
@@ -57,14 +67,28 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> None
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except OSError as error:  # a full disk, a quota, a folder made read-only meanwhile
+        Path(temporary).unlink(missing_ok=True)
+        raise _write_error(path, error) from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    try:  # make the rename itself durable
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as error:
+        raise _write_error(path, error) from None
+
+
+def _write_error(path: Path, error: OSError) -> KDistillError:
+    kept = f"; the previous {path.name} is intact" if path.exists() else ""
+    return KDistillError(
+        f"cannot write {path} ({error.strerror or error}){kept}: free space on that disk or "
+        "choose a writable folder, then rerun (with --resume to continue a run)"
+    )
 
 
 def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
@@ -74,6 +98,72 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+_held_locks: dict[Path, int] = {}
+"""Folders this process holds locked, with how many nested holders (a method's run folder,
+then the engine's fit in the same folder)."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path) -> Iterator[None]:
+    """Hold ``folder`` for this process: an exclusive ``flock`` on ``folder/.kdistill.lock``.
+
+    A second process (or a second ``kdistill`` command) that asks for the same folder gets a
+    one-line :class:`KDistillError` at once. The kernel releases the lock when the process
+    exits, however it exits (SIGKILL included), so a killed run never leaves a stale lock.
+    Nested holders in one process share the lock. On taking it, temporary files that a run
+    killed inside :func:`atomic_write` left in the folder are removed.
+    """
+    folder = Path(folder).resolve()
+    if folder in _held_locks:
+        _held_locks[folder] += 1
+        try:
+            yield
+        finally:
+            _held_locks[folder] -= 1
+        return
+    path = folder / LOCK_NAME
+    try:
+        handle = path.open("a+")
+    except OSError as error:
+        raise KDistillError(
+            f"cannot write in {folder} ({error.strerror}): choose a writable --output-dir"
+        ) from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise KDistillError(
+                f"{folder} is in use by another kdistill run ({holder}): wait for it to "
+                "finish, or choose another --output-dir"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        remove_stale_temporaries(folder)
+        _held_locks[folder] = 1
+        try:
+            yield
+        finally:
+            del _held_locks[folder]
+    finally:
+        handle.close()  # releases the lock
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporary files of :func:`atomic_write` under ``folder`` (left by a run
+    killed while writing; the previous complete file is intact beside them). Call it only
+    while holding the folder's lock, so no live writer's file is removed. Returns them."""
+    removed = []
+    for path in Path(folder).rglob(TEMPORARY_PATTERN):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def run_once(

@@ -175,7 +175,7 @@ def test_a_changed_teacher_invalidates_its_students(tmp_path, small, monkeypatch
 def test_resume_with_a_different_config_is_refused(tmp_path, small):
     run_born_again(_config(tmp_path), generations=1, dataset=small)
     changed = _config(tmp_path, temperature=3.0)
-    with pytest.raises(KDistillError, match="different config"):
+    with pytest.raises(KDistillError, match="different born_again.temperature"):
         run_born_again(changed, generations=1, resume=True, dataset=small)
 
 

@@ -1,6 +1,7 @@
 """The reproduction's smoke profile runs end to end, writes its report, and reuses finished stages."""
 
 import json
+from pathlib import Path
 
 import torch
 
@@ -36,9 +37,9 @@ def test_smoke_profile_writes_the_report_and_caches_stages(tmp_path):
     assert saved["models"]["student from the cnn teacher (beyond)"]["batch_256_ms"] > 0
     assert "| Where the time went" not in report and "## Where the time went" in report
     assert not any(stage["cached"] for stage in results["stages"].values())
-    again = run_reproduction(
-        "hinton-mnist", profile="smoke", output_dir=tmp_path / "report2", work_dir=tmp_path / "work"
-    )
+    # Without --output-dir the report goes beside the runs, never into docs/results.
+    again = run_reproduction("hinton-mnist", profile="smoke", work_dir=tmp_path / "work")
+    assert Path(again["report"]) == tmp_path / "work" / "report" / "README.md"
     assert all(stage["cached"] for stage in again["stages"].values())
     assert again["student_distilled"] == results["student_distilled"]
 

@@ -27,7 +27,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue from output_dir/checkpoint.safetensors if present",
+        help="continue the run in output_dir from its last checkpoint (same config; "
+        "train.epochs may be raised for train and distill)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run output_dir holds (its metrics and checkpoints are removed); "
+        "without it, or --resume, a folder holding a run is refused",
     )
 
 

@@ -84,8 +84,9 @@ def add_bench_verb(verbs: argparse._SubParsersAction) -> None:
     methods.add_argument(
         "--output",
         type=Path,
-        default=Path("docs/results/methods"),
-        help="where README.md and results.json go (default docs/results/methods)",
+        default=Path("runs/bench-methods/report"),
+        help="where README.md and results.json go (default runs/bench-methods/report; the "
+        "committed report is written with --output docs/results/methods)",
     )
     methods.add_argument(
         "--work-dir",
@@ -143,8 +144,9 @@ def _add_self_online(benches: argparse._SubParsersAction) -> None:
     self_online.add_argument(
         "--output-dir",
         type=Path,
-        default=Path("docs/results/self-online"),
-        help="where results.json and TABLES.md go (default docs/results/self-online)",
+        default=Path("runs/bench-self-online/report"),
+        help="where results.json and TABLES.md go (default runs/bench-self-online/report; the "
+        "committed report is written with --output-dir docs/results/self-online)",
     )
     _add_deploy(benches)
 

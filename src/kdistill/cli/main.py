@@ -7,13 +7,14 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from kdistill import __version__
 from kdistill.cli.arguments import add_run_arguments, run_overrides
 from kdistill.cli.bench import add_bench_verb, run_bench
 from kdistill.cli.procedure_verbs import add_procedure_verbs, run_procedure_verb
 from kdistill.cli.ship import add_export_verb, run_export
-from kdistill.errors import KDistillError
+from kdistill.errors import KDistillError, Terminated
 
 EPILOG = """examples:
   kdistill reproduce hinton-mnist --profile quick
@@ -26,7 +27,9 @@ EPILOG = """examples:
   kdistill bench methods --datasets mnist --seeds 1 --epochs 1
 
 Every config key can be overridden with --set section.key=value (values are YAML).
-Errors print one line and exit with status 2; --resume continues a killed run."""
+Errors print one line and exit with status 2; --resume continues a killed run (Ctrl-C exits
+130, SIGTERM checkpoints at the next step and exits 143). A folder holding another run is
+refused unless --resume or --overwrite; two runs never share one (a lock is held)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="how several models' distributions are averaged (default arithmetic)",
     )
     evaluate.add_argument(
-        "--data", default="mnist", help="mnist, fashion-mnist, idx:DIR or npz:FILE (default mnist)"
+        "--data",
+        help="mnist, fashion-mnist, idx:DIR or npz:FILE (default: the data set the model file "
+        "records it was trained on, else mnist)",
     )
     evaluate.add_argument(
         "--bias-shift",
@@ -105,7 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="quick",
         help="quick (minutes), full (paper sizes, 3 seeds) or smoke (tests)",
     )
-    reproduce.add_argument("--output-dir", help="report folder (default docs/results/NAME/PROFILE)")
+    reproduce.add_argument(
+        "--output-dir",
+        help="report folder (default WORK_DIR/report; the committed reports are written with "
+        "--output-dir docs/results/NAME/PROFILE)",
+    )
     reproduce.add_argument(
         "--work-dir", help="where runs and checkpoints go (default runs/NAME-PROFILE)"
     )
@@ -129,6 +138,27 @@ def _yaml_mapping(text: str) -> dict:
     return value
 
 
+def _check_class_counts(
+    paths: Sequence[str], models: Sequence[Any], test: Any, classes: int, name: str
+) -> None:
+    """Every model must output one score per class of the data set, and all alike."""
+    from kdistill.tasks import ClassificationTask
+
+    task = ClassificationTask()
+    outputs = [task.probe(model, test, path) for path, model in zip(paths, models, strict=True)]
+    if len(set(outputs)) > 1:
+        listed = ", ".join(f"{path}: {count}" for path, count in zip(paths, outputs, strict=True))
+        raise KDistillError(
+            f"the models output different numbers of classes ({listed}): evaluate models of "
+            "one data set together"
+        )
+    if outputs[0] < classes:
+        raise KDistillError(
+            f"{paths[0]} outputs {outputs[0]} classes but {name} has {classes}: pass --data "
+            "with the data set it was trained on"
+        )
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.verb in {"train", "distill"}:
         from kdistill import methods
@@ -137,7 +167,7 @@ def _run(args: argparse.Namespace) -> int:
 
         schema = TrainRunConfig if args.verb == "train" else DistillRunConfig
         config = load_config(args.config, run_overrides(args), schema=schema)
-        result = methods.run(config, resume=args.resume)
+        result = methods.run(config, resume=args.resume, overwrite=args.overwrite)
         if not is_main_process():
             return 0  # under torchrun, rank 0 reports for every process
         errors = {
@@ -176,11 +206,13 @@ def _run(args: argparse.Namespace) -> int:
                 "the models were trained on inputs encoded differently (normalisation or "
                 "input_shape): evaluate them one at a time"
             )
-        dataset = load_dataset(args.data, cache_dir=cache_dir())
+        data = args.data or loaded[0][1].get("dataset") or "mnist"
+        dataset = load_dataset(data, cache_dir=cache_dir())
         test = dataset.test
         recorded = loaded[0][1].get("input_encoding")
         if recorded is not None:
             test = test.with_encoding(InputEncoding.from_description(recorded))
+        _check_class_counts(args.model, models, test, dataset.num_classes, dataset.name)
         evaluation, members = evaluate_teacher(Teacher(models), test, args.ensemble_rule)
         if args.json:
             summary = evaluation.summary(with_details=True)
@@ -234,11 +266,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verb is None:
         parser.print_help()
         return 1
+    from kdistill.engine.interrupt import handle_sigterm
+
     try:
-        return _run(args)
+        with handle_sigterm():
+            return _run(args)
     except KDistillError as error:
         print(f"kdistill: error: {error}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(
+            "kdistill: stopped by SIGTERM; rerun the same command with --resume to continue "
+            "from the last checkpoint",
+            file=sys.stderr,
+        )
+        return 143
     except KeyboardInterrupt:
         print(
             "kdistill: interrupted; rerun with --resume to continue from the last checkpoint",

@@ -63,7 +63,7 @@ def run_procedure_verb(args: argparse.Namespace) -> int:
         from kdistill.methods import run_born_again
 
         assert isinstance(config, BornAgainRunConfig)  # validated as ``schema``
-        result = run_born_again(config, args.generations, args.resume)
+        result = run_born_again(config, args.generations, args.resume, overwrite=args.overwrite)
         errors = {f"gen-{g.generation}": g.errors("test") for g in result.generations}
         ensembles = {
             f"gens-1..{k}": count for k, count in enumerate(result.ensemble_test_errors(), 1)
@@ -81,7 +81,12 @@ def run_procedure_verb(args: argparse.Namespace) -> int:
     from kdistill.methods import run_mutual
 
     assert isinstance(config, MutualRunConfig)  # validated as ``schema``
-    outcome = run_mutual(config, resume=args.resume, with_baselines=not args.no_baselines)
+    outcome = run_mutual(
+        config,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        with_baselines=not args.no_baselines,
+    )
     line = {
         "output_dir": str(outcome.output_dir),
         "test_errors": {f"member{k}": n for k, n in enumerate(outcome.test_errors())},

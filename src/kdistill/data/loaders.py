@@ -96,6 +96,13 @@ def load_npz(path: str | Path, *, name: str | None = None) -> DataSet:
         raise KDistillError(
             f"npz file {path} does not exist: give a .npz with x_train, y_train, x_test, y_test"
         )
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise KDistillError(
+            f"npz file {path} is not an .npz archive (a .npz is a zip of arrays; this file "
+            f"starts with {magic!r}): save it with numpy.savez"
+        )
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [key for key in _NPZ_KEYS if key not in npz.files]

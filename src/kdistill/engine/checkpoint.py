@@ -9,6 +9,7 @@ goes with them can never disagree; a JSON sidecar repeats it for people to read.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,28 @@ from kdistill.errors import KDistillError
 from kdistill.files import atomic_write_bytes, atomic_write_text
 
 METADATA_KEY = "kdistill"
+CHECKSUM_KEY = "kdistill.sha256"
+"""Header key of the sha256 of every tensor's name, dtype, shape and bytes: a file whose bytes
+changed after it was written (a disk fault, a partial copy, a hand edit) is refused at load."""
+
+
+def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().contiguous().cpu()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_tensors(
     path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]
 ) -> None:
-    """Save tensors + JSON-able metadata as one safetensors file, atomically, with a sidecar."""
+    """Save tensors + JSON-able metadata as one safetensors file, atomically, with a sidecar
+    and a checksum of the tensors in the header."""
     contiguous = {name: tensor.detach().contiguous().cpu() for name, tensor in tensors.items()}
-    payload = save_safetensors_bytes(contiguous, metadata={METADATA_KEY: json.dumps(metadata)})
+    header = {METADATA_KEY: json.dumps(metadata), CHECKSUM_KEY: tensors_checksum(contiguous)}
+    payload = save_safetensors_bytes(contiguous, metadata=header)
     atomic_write_bytes(path, payload)
     atomic_write_text(Path(path).with_suffix(".json"), json.dumps(metadata, indent=2) + "\n")
 
@@ -51,7 +66,14 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         raise KDistillError(
             f"{path} is not a readable safetensors file ({error}): re-create it"
         ) from None
-    metadata = json.loads(header.get("__metadata__", {}).get(METADATA_KEY, "{}"))
+    stored = header.get("__metadata__", {})
+    expected = stored.get(CHECKSUM_KEY)
+    if expected is not None and expected != tensors_checksum(tensors):
+        raise KDistillError(
+            f"{path} is corrupt: its tensors do not match the checksum written with them; "
+            "re-create it (or restore a copy)"
+        )
+    metadata = json.loads(stored.get(METADATA_KEY, "{}"))
     return tensors, metadata
 
 
@@ -101,6 +123,7 @@ def load_model(
             "package.module:factory to kdistill evaluate, or model: {name, kwargs} in a teacher "
             "config"
         )
+    check_finite(state, path)
     model = create_model(recipe["name"], **recipe.get("kwargs", {}))
     expected = model.state_dict()
     wrong_shapes = [
@@ -120,6 +143,18 @@ def load_model(
             f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
         )
     return model, metadata
+
+
+def check_finite(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse weights holding NaN or infinite values: a corrupt file or a diverged run, which
+    would otherwise surface later as a "loss became nan" or as silently wrong predictions."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise KDistillError(
+                f"{path} holds non-finite weights ({bad} of {tensor.numel()} values in {name} "
+                "are NaN or infinite): the file is corrupt or its run diverged; re-create it"
+            )
 
 
 def optimizer_to_tensors(

@@ -5,6 +5,10 @@ their sum is back-propagated, gradients are clipped, the optimizer steps, constr
 applied; after each epoch the objective's models are evaluated, metrics go to JSONL (and
 TensorBoard), and a full checkpoint is written atomically. ``resume=True`` restarts from it
 and ends with the same weights as an uninterrupted run with the same seed.
+
+``train.checkpoint_every_steps`` adds checkpoints inside an epoch (with the epoch's running
+figures), and SIGTERM (:mod:`kdistill.engine.interrupt`) saves one at the next step boundary
+before the run stops; a resume then continues mid-epoch to the same weights.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from tqdm import tqdm
 from kdistill.config import TrainConfig
 from kdistill.data import TrainingData
 from kdistill.engine.checkpoint import (
+    check_finite,
     load_tensors,
     optimizer_from_tensors,
     optimizer_to_tensors,
@@ -32,11 +37,12 @@ from kdistill.engine.checkpoint import (
     save_tensors,
 )
 from kdistill.engine.device import resolve_device
-from kdistill.engine.distributed import Processes, processes
+from kdistill.engine.distributed import Processes, is_main_process, processes
+from kdistill.engine.interrupt import stop_requested, stoppable
 from kdistill.engine.objective import Objective, ObjectiveOutput
 from kdistill.engine.optim import build_optimizer, learning_rate_at
-from kdistill.errors import KDistillError
-from kdistill.files import atomic_write_text
+from kdistill.errors import KDistillError, Terminated
+from kdistill.files import atomic_write_text, folder_lock
 from kdistill.tasks import BatchSource, ClassificationTask, Task
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -77,8 +83,14 @@ class _MetricsLog:
             self.writer = SummaryWriter(str(run_dir / "tensorboard"))
 
     def write(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        try:
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        except OSError as error:  # a full disk: the checkpoint of the epoch before is intact
+            raise KDistillError(
+                f"cannot append to {self.path} ({error.strerror}): free space on that disk, "
+                "then rerun with --resume"
+            ) from None
         if self.writer is not None:
             for key, value in _flatten(record).items():
                 if isinstance(value, int | float) and key != "epoch":
@@ -117,14 +129,15 @@ def _check_finite(
     epoch: int,
     first_step: int,
     last_step: int,
-    procs: Processes,
+    procs: Processes | None = None,
 ) -> None:
     # A non-finite loss makes its running sum non-finite for the rest of the epoch, so one
-    # read per window catches it before the epoch's checkpoint is written. Summed over the
-    # processes, so all of them stop at the same step.
+    # read per window catches it before the epoch's checkpoint is written.
     if not loss_sums:
         return
-    total = procs.sum(torch.stack(list(loss_sums.values())).sum())
+    total = torch.stack(list(loss_sums.values())).sum()
+    if procs is not None:  # summed over the processes, so all of them stop at the same step
+        total = procs.sum(total)
     if not torch.isfinite(total):
         raise KDistillError(
             f"loss became {float(total)} at epoch {epoch + 1}, between steps {first_step + 1} "
@@ -148,6 +161,21 @@ class FitSettings:
     description: str = "train"
     recipes: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    dataset: str | None = None
+    """The data set spec the run trained on (``mnist``, ``npz:/abs/path``), recorded in each
+    model file so ``kdistill evaluate`` tests it on the same data by default."""
+
+
+@dataclass
+class _Partial:
+    """An epoch stopped between two steps: how many batches it had done, and its running
+    figures (loss sums, examples seen, the task's meter, the last learning rate)."""
+
+    batches: int
+    sums: dict[str, torch.Tensor]
+    seen: int
+    meter: dict[str, Any]
+    learning_rate: float
 
 
 @dataclass
@@ -165,6 +193,8 @@ class _Loop:
     """The objective, wrapped in DistributedDataParallel when several processes train."""
     start_epoch: int = 0
     step: int = 0
+    partial: _Partial | None = None
+    """Set by a resume from a checkpoint written inside an epoch; consumed by that epoch."""
 
     @property
     def total_steps(self) -> int:
@@ -188,28 +218,32 @@ def fit(
     """
     run_dir = Path(settings.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    loop = _start(objective, data, settings)
-    main = loop.procs.is_main  # under torchrun only rank 0 evaluates each epoch and writes
-    log = _MetricsLog(run_dir, settings.train.tensorboard) if main else None
-    result = FitResult(run_dir)
-    if resume and (run_dir / CHECKPOINT_NAME).exists():
-        result.history = _restore(loop, run_dir / CHECKPOINT_NAME, log)
-    elif log is not None:  # a fresh start, also when --resume finds no checkpoint
-        log.path.unlink(missing_ok=True)
-    started = time.perf_counter()
-    for epoch in range(loop.start_epoch, loop.total_epochs):
-        record = _train_epoch(loop, epoch, settings)
-        if log is not None:
-            eval_started = time.perf_counter()
-            record.update(_evaluate_models(objective, data, settings, loop.device))
-            record["eval_seconds"] = round(time.perf_counter() - eval_started, 3)
-            log.write(record)
-            if settings.train.progress:
-                tqdm.write(_one_line(settings.description, record))
-        result.history.append(record)
-        _save_checkpoint(loop, epoch, settings, result.history)
-    result.seconds = time.perf_counter() - started
-    _save_models(objective, data, settings, loop, result)
+    # Under torchrun only rank 0 locks the folder, evaluates each epoch and writes.
+    main = is_main_process()
+    with folder_lock(run_dir) if main else contextlib.nullcontext(), stoppable():
+        loop = _start(objective, data, settings)
+        log = _MetricsLog(run_dir, settings.train.tensorboard) if main else None
+        result = FitResult(run_dir)
+        if resume and (run_dir / CHECKPOINT_NAME).exists():
+            result.history = _restore(loop, run_dir / CHECKPOINT_NAME, log, settings)
+        elif log is not None:  # a fresh start, also when --resume finds no checkpoint
+            log.path.unlink(missing_ok=True)
+        started = time.perf_counter()
+        for epoch in range(loop.start_epoch, loop.total_epochs):
+            record = _train_epoch(loop, epoch, settings, result.history)
+            if log is not None:
+                eval_started = time.perf_counter()
+                record.update(_evaluate_models(objective, data, settings, loop.device))
+                record["eval_seconds"] = round(time.perf_counter() - eval_started, 3)
+                log.write(record)
+                if settings.train.progress:
+                    tqdm.write(_one_line(settings.description, record))
+            result.history.append(record)
+            _save_checkpoint(loop, epoch + 1, settings, result.history)
+            if _stop_now(loop):  # SIGTERM during the evaluation: the checkpoint is written
+                raise Terminated()
+        result.seconds = time.perf_counter() - started
+        _save_models(objective, data, settings, loop, result)
     return result
 
 
@@ -255,22 +289,35 @@ def _start(objective: Objective, data: TrainingData, settings: FitSettings) -> _
     return _Loop(objective, loader, optimizer, scaler, device, config.epochs, procs, forward)
 
 
-def _restore(loop: _Loop, path: Path, log: _MetricsLog | None) -> list[dict[str, Any]]:
+def _restore(
+    loop: _Loop, path: Path, log: _MetricsLog | None, settings: FitSettings
+) -> list[dict[str, Any]]:
     """Load the checkpoint into ``loop``; returns the history it holds."""
     tensors, saved = load_tensors(path)
     steps_per_epoch = len(loop.loader)
+    saved_epochs = saved.get("total_epochs")
     if (
-        saved.get("total_epochs") != loop.total_epochs
+        not isinstance(saved_epochs, int)
+        or saved_epochs > loop.total_epochs
         or saved.get("steps_per_epoch") != steps_per_epoch
     ):
         raise KDistillError(
-            f"{path} was written by a run of {saved.get('total_epochs')} epochs x "
+            f"{path} was written by a run of {saved_epochs} epochs x "
             f"{saved.get('steps_per_epoch')} steps, this one is {loop.total_epochs} x "
             f"{steps_per_epoch}: use the same config to resume, or a new output_dir"
         )
-    loop.objective.load_state_dict(
-        {k[len("objective.") :]: v for k, v in tensors.items() if k.startswith("objective.")}
-    )
+    objective_state = {
+        k[len("objective.") :]: v for k, v in tensors.items() if k.startswith("objective.")
+    }
+    check_finite(objective_state, path)
+    try:
+        loop.objective.load_state_dict(objective_state)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[-1].strip()
+        raise KDistillError(
+            f"{path} holds other models than this run builds ({first[:120]}): resume with "
+            "the same config, or use a new output_dir"
+        ) from None
     optimizer_from_tensors(loop.optimizer, tensors, saved["optimizer"])
     if saved.get("grad_scaler"):
         loop.scaler.load_state_dict(saved["grad_scaler"])
@@ -279,13 +326,50 @@ def _restore(loop: _Loop, path: Path, log: _MetricsLog | None) -> list[dict[str,
     own = f"rng.torch.{loop.procs.rank}"
     torch.set_rng_state(tensors[own] if own in tensors else tensors["rng.torch"])
     loop.start_epoch, loop.step = saved["epoch"], saved["step"]
-    if log is not None:
-        log.truncate_after(saved["epoch"])
+    if saved.get("partial"):
+        loop.partial = _partial_from(tensors, saved["partial"])
+        if not loop.procs.is_main:
+            # Rank 0's checkpoint holds the running figures of every process (summed).
+            loop.partial = _Partial(loop.partial.batches, {}, 0, {}, loop.partial.learning_rate)
+    if log is None:
+        return list(saved.get("history", []))
+    log.truncate_after(saved["epoch"])
+    where = f"epoch {loop.start_epoch + 1}"
+    if loop.partial is not None:
+        where += f", after step {loop.partial.batches} of {steps_per_epoch}"
+    print(f"kdistill: {settings.description}: resuming at {where} ({path})", file=sys.stderr)
+    if saved_epochs < loop.total_epochs:
+        schedule = settings.train.schedule.name
+        print(
+            f"kdistill: {settings.description}: train.epochs raised from {saved_epochs} to "
+            f"{loop.total_epochs}; the {schedule} learning-rate schedule now spans "
+            f"{loop.total_epochs} epochs from step {loop.step} on, so the weights differ from "
+            f"a {loop.total_epochs}-epoch run from scratch",
+            file=sys.stderr,
+        )
     return list(saved.get("history", []))
 
 
-def _train_epoch(loop: _Loop, epoch: int, settings: FitSettings) -> dict[str, Any]:
-    """One pass over the training batches; returns the epoch's training record."""
+def _partial_from(tensors: dict[str, torch.Tensor], saved: dict[str, Any]) -> _Partial:
+    sums = {
+        name[len("partial.loss.") :]: tensor
+        for name, tensor in tensors.items()
+        if name.startswith("partial.loss.")
+    }
+    meter = {
+        name[len("partial.meter.") :]: tensor
+        for name, tensor in tensors.items()
+        if name.startswith("partial.meter.")
+    }
+    meter.update(saved["meter"])
+    return _Partial(saved["batches"], sums, saved["seen"], meter, saved["learning_rate"])
+
+
+def _train_epoch(
+    loop: _Loop, epoch: int, settings: FitSettings, history: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """One pass over the training batches (the rest of one, after a resume inside it);
+    returns the epoch's training record."""
     config, task, objective, optimizer = (
         settings.train,
         settings.task,
@@ -299,8 +383,13 @@ def _train_epoch(loop: _Loop, epoch: int, settings: FitSettings) -> dict[str, An
     sums: dict[str, torch.Tensor] = {}
     meter = task.meter(loop.device)
     seen = 0
-    checked_step = loop.step
     learning_rate = config.optimizer.lr
+    done, loop.partial = loop.partial, None
+    if done is not None:
+        sums = {name: value.to(loop.device) for name, value in done.sums.items()}
+        meter.load_state(done.meter)
+        seen, learning_rate = done.seen, done.learning_rate
+    checked_step = loop.step
     epoch_started = time.perf_counter()
     bar = tqdm(
         loop.loader,
@@ -309,7 +398,9 @@ def _train_epoch(loop: _Loop, epoch: int, settings: FitSettings) -> dict[str, An
         disable=not (config.progress and sys.stderr.isatty()),
         unit="batch",
     )
-    for batch in bar:
+    for index, batch in enumerate(bar):
+        if done is not None and index < done.batches:
+            continue  # trained before the checkpoint; drawn again so the epoch's jitter matches
         learning_rate = learning_rate_at(
             loop.step, loop.total_steps, len(loop.loader), config.optimizer.lr, config.schedule
         )
@@ -336,6 +427,13 @@ def _train_epoch(loop: _Loop, epoch: int, settings: FitSettings) -> dict[str, An
         if loop.step - checked_step >= FINITE_CHECK_STEPS:
             _check_finite(sums, epoch, checked_step, loop.step, loop.procs)
             checked_step = loop.step
+        stopping = _stop_now(loop)
+        if stopping or _checkpoint_due(loop, config, index):
+            _check_finite(sums, epoch, checked_step, loop.step, loop.procs)
+            partial = _summed(loop, _Partial(index + 1, sums, seen, meter.state(), learning_rate))
+            _save_checkpoint(loop, epoch, settings, history, partial)
+        if stopping:
+            raise Terminated()
     _check_finite(sums, epoch, checked_step, loop.step, loop.procs)
     if loop.procs.distributed:
         names = sorted(sums)
@@ -352,6 +450,45 @@ def _train_epoch(loop: _Loop, epoch: int, settings: FitSettings) -> dict[str, An
         "samples_per_second": round(seen / seconds, 1),
         "train": {"loss": {k: float(v) / seen for k, v in sums.items()}, **meter.summary()},
     }
+
+
+def _stop_now(loop: _Loop) -> bool:
+    """A stop was requested (SIGTERM, Ctrl-C); under torchrun, in any process, so that all of
+    them stop after the same step."""
+    requested = stop_requested()
+    if loop.procs.distributed:
+        requested = bool(loop.procs.sum(torch.tensor(int(requested))))
+    return requested
+
+
+def _summed(loop: _Loop, partial: _Partial) -> _Partial:
+    """Under torchrun, an epoch's running figures summed over the processes (rank 0 saves
+    them; after a resume the other processes start their share from zero)."""
+    if not loop.procs.distributed:
+        return partial
+    total = loop.procs.sum
+    meter: dict[str, Any] = {}
+    for key, value in partial.meter.items():
+        if isinstance(value, torch.Tensor):
+            meter[key] = total(value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            meter[key] = type(value)(total(torch.tensor(value)).item())
+        else:
+            meter[key] = value
+    return _Partial(
+        partial.batches,
+        {name: total(value) for name, value in sorted(partial.sums.items())},
+        int(total(torch.tensor(partial.seen))),
+        meter,
+        partial.learning_rate,
+    )
+
+
+def _checkpoint_due(loop: _Loop, config: TrainConfig, index: int) -> bool:
+    """A checkpoint every ``train.checkpoint_every_steps`` steps, but for an epoch's last
+    step (the end-of-epoch checkpoint follows it)."""
+    every = config.checkpoint_every_steps
+    return every is not None and loop.step % every == 0 and index + 1 < len(loop.loader)
 
 
 def _evaluate_models(
@@ -374,8 +511,15 @@ def _evaluate_models(
 
 
 def _save_checkpoint(
-    loop: _Loop, epoch: int, settings: FitSettings, history: list[dict[str, Any]]
+    loop: _Loop,
+    epochs_done: int,
+    settings: FitSettings,
+    history: list[dict[str, Any]],
+    partial: _Partial | None = None,
 ) -> None:
+    """Everything a resume needs, after ``epochs_done`` epochs (and ``partial``'s steps of
+    the next one, when written inside an epoch). Under torchrun every process hands over its
+    random state and rank 0 writes."""
     rng_states = loop.procs.gather(torch.get_rng_state())
     if not loop.procs.is_main:
         return
@@ -387,13 +531,29 @@ def _save_checkpoint(
         tensors.update(
             {f"rng.torch.{rank}": state.clone() for rank, state in enumerate(rng_states)}
         )
+    partial_saved = None
+    if partial is not None:
+        tensors.update({f"partial.loss.{k}": v for k, v in partial.sums.items()})
+        meter_values = {}
+        for key, value in partial.meter.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"partial.meter.{key}"] = value
+            else:
+                meter_values[key] = value
+        partial_saved = {
+            "batches": partial.batches,
+            "seen": partial.seen,
+            "meter": meter_values,
+            "learning_rate": partial.learning_rate,
+        }
     save_tensors(
         Path(settings.run_dir) / CHECKPOINT_NAME,
         tensors,
         {
             "kind": "checkpoint",
-            "epoch": epoch + 1,
+            "epoch": epochs_done,
             "step": loop.step,
+            "partial": partial_saved,
             "total_epochs": loop.total_epochs,
             "steps_per_epoch": len(loop.loader),
             "seed": settings.seed,
@@ -430,6 +590,7 @@ def _save_models(
             seed=settings.seed,
             task=settings.task.name,
             input_encoding=data.encoding.describe(),
+            dataset=settings.dataset,
             # Per-example stored shape: what an exported file takes (kdistill export).
             stored_shape=list(data.train.inputs.shape[1:]),
             **settings.metadata,

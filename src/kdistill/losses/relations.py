@@ -27,14 +27,19 @@ _TINY = 1e-12
 def normalised_pair_distances(embeddings: torch.Tensor) -> torch.Tensor:
     """RKD ``psi_D`` for every ordered pair ``i != j``: distance over the mean distance.
 
-    ``embeddings`` is ``[B, ...]`` (flattened per example); returns ``[B * (B - 1)]``.
+    ``embeddings`` is ``[B, ...]`` (flattened per example); returns ``[B * (B - 1)]``. The
+    mean ``mu`` is over the nonzero distances, as in the authors' code (``t_d[t_d > 0].mean()``):
+    two coinciding embeddings (a repeated image, dead features) do not shrink it.
     """
     flat = embeddings.flatten(1)
     batch = flat.shape[0]
     off_diagonal = ~torch.eye(batch, dtype=torch.bool, device=flat.device)
     differences = (flat[:, None, :] - flat[None, :, :])[off_diagonal]
-    distances = differences.pow(2).sum(dim=-1).clamp_min(_TINY).sqrt()
-    return distances / distances.mean().clamp_min(_TINY)
+    squared = differences.pow(2).sum(dim=-1)
+    distances = squared.clamp_min(_TINY).sqrt()
+    nonzero = (squared > 0).to(distances.dtype)
+    mean = (distances * nonzero).sum() / nonzero.sum().clamp_min(1)  # no host sync
+    return distances / mean.clamp_min(_TINY)
 
 
 def triplet_angle_cosines(embeddings: torch.Tensor) -> torch.Tensor:

@@ -27,12 +27,18 @@ __all__ = [
 ]
 
 
-def run(config: RunConfig, *, resume: bool = False, dataset: DataSet | None = None) -> FitResult:
+def run(
+    config: RunConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    dataset: DataSet | None = None,
+) -> FitResult:
     """Train or distil, as the config's type says (the engine call of a single-model stage)."""
     if isinstance(config, DistillRunConfig):
-        return distill(config, resume=resume, dataset=dataset)
+        return distill(config, resume=resume, overwrite=overwrite, dataset=dataset)
     if isinstance(config, TrainRunConfig):
-        return train(config, resume=resume, dataset=dataset)
+        return train(config, resume=resume, overwrite=overwrite, dataset=dataset)
     raise KDistillError(
         f"methods.run takes a train or distill config, got {type(config).__name__}: use "
         "run_born_again or run_mutual"

@@ -43,11 +43,11 @@ from kdistill.losses.logits import HardTargetLoss, SoftTargetLoss, teacher_log_p
 from kdistill.methods.common import (
     build_model,
     check_model,
+    claim_run_folder,
     derived_seed,
     file_sha256,
     fit_settings,
     resumable_checkpoint,
-    write_run_config,
 )
 from kdistill.methods.distill import Distiller
 from kdistill.tasks import create_task, evaluate_classifier, predict_logits, without_confusion
@@ -289,6 +289,7 @@ def run_born_again(
     generations: int | None = None,
     resume: bool = False,
     *,
+    overwrite: bool = False,
     dataset: DataSet | None = None,
 ) -> BornAgainResult:
     """Train generation 0 on the labels, then ``generations`` born-again students in turn.
@@ -297,7 +298,8 @@ def run_born_again(
     finished generations (model file + ``done.json`` for this config and this teacher) are
     read back, the interrupted one continues from its epoch checkpoint, and the rest are
     trained; raising ``generations`` on a finished run trains only the new ones. Without
-    ``resume`` every generation is trained afresh. ``dataset`` (a
+    ``resume`` every generation is trained afresh, and a folder holding another run is refused
+    unless ``overwrite``. ``dataset`` (a
     :class:`~kdistill.data.DataSet`) skips loading ``config.data.name``.
 
     Evaluates every generation and the BAN ensembles of students 1..k for every k
@@ -317,7 +319,21 @@ def run_born_again(
     settings = settings.model_copy(update={"generations": count})
     config = config.model_copy(update={"born_again": settings})
     data = prepare_data(config.data, config.seed, dataset)
-    root = write_run_config(config)
+    fit_settings(config, Path(config.output_dir))  # the device and the task, before any write
+    with claim_run_folder(
+        config, resume=resume, overwrite=overwrite, drop=("born_again.generations",)
+    ) as root:
+        return _run_chain(config, settings, data, root, count, resume)
+
+
+def _run_chain(
+    config: BornAgainRunConfig,
+    settings: BornAgainConfig,
+    data: TrainingData,
+    root: Path,
+    count: int,
+    resume: bool,
+) -> BornAgainResult:
     digest = config_digest(config, drop=("born_again.generations",))
     if not resume:
         # A fresh run must not leave markers of an older chain that a later --resume trusts.

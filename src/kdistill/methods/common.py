@@ -3,27 +3,30 @@ models, and say where and how the fit runs."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
-from kdistill.config import ModelConfig, RunConfig, dump_config
+from kdistill.config import ModelConfig, RunConfig, config_differences, dump_config, parse_config
 from kdistill.data import TrainingData
 from kdistill.engine import FitSettings, is_main_process, resolve_device
 from kdistill.engine.checkpoint import load_tensors
-from kdistill.engine.trainer import CHECKPOINT_NAME
+from kdistill.engine.trainer import CHECKPOINT_NAME, METRICS_NAME
 from kdistill.errors import KDistillError
-from kdistill.files import atomic_write_text
+from kdistill.files import atomic_write_text, folder_lock
 from kdistill.models import create_model
 from kdistill.tasks import Task, create_task
 
 __all__ = [
     "build_model",
     "check_model",
+    "claim_run_folder",
     "derived_seed",
     "file_sha256",
     "fit_settings",
@@ -32,12 +35,97 @@ __all__ = [
 ]
 
 
+CONFIG_NAME = "config.yaml"
+RUN_FILES = (CONFIG_NAME, METRICS_NAME, CHECKPOINT_NAME)
+"""Files that say a folder holds a run."""
+OVERWRITTEN = (METRICS_NAME, CHECKPOINT_NAME, "checkpoint.json", "final.json")
+"""What ``overwrite`` removes (in the folder and below) before a run starts afresh."""
+
+
+@contextlib.contextmanager
+def claim_run_folder(
+    config: RunConfig,
+    *,
+    resume: bool,
+    overwrite: bool = False,
+    drop: Sequence[str] = (),
+    may_raise: Sequence[str] = (),
+) -> Iterator[Path]:
+    """Hold ``config.output_dir`` for the lifetime of a run, then write ``config.yaml``.
+
+    Call it after everything that can be validated has been (nothing is written before). It
+    locks the folder (:func:`kdistill.files.folder_lock`: a second run there is refused), then
+    refuses a folder that holds another run unless ``resume`` (continue it: its config must be
+    the same, but for the keys in ``drop`` and cosmetic ones; a key of ``may_raise`` may be
+    raised) or ``overwrite`` (start afresh: its metrics and checkpoints are removed).
+    """
+    run_dir = Path(config.output_dir)
+    if not is_main_process():
+        # Under torchrun rank 0 claims the folder for every process (torchrun stops the
+        # others if it refuses); they only read from it.
+        yield run_dir
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise KDistillError(f"output_dir {run_dir} is a file: choose a folder for --output-dir")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise KDistillError(
+            f"cannot create output_dir {run_dir} ({error.strerror}): choose a writable --output-dir"
+        ) from None
+    with folder_lock(run_dir):
+        held = [name for name in RUN_FILES if (run_dir / name).exists()]
+        if held and resume:
+            _check_same_run(config, run_dir, drop, may_raise)
+        elif held and not overwrite:
+            raise KDistillError(
+                f"{run_dir} holds another run ({', '.join(held)}): pass --resume to continue "
+                "it, --overwrite to replace it, or choose another --output-dir"
+            )
+        elif held:
+            for name in OVERWRITTEN:
+                for path in run_dir.rglob(name):
+                    path.unlink(missing_ok=True)
+        write_run_config(config)
+        yield run_dir
+
+
+def _check_same_run(
+    config: RunConfig, run_dir: Path, drop: Sequence[str], may_raise: Sequence[str]
+) -> None:
+    """Refuse to resume ``run_dir`` with a config that trains something else, naming the keys."""
+    path = run_dir / CONFIG_NAME
+    if not path.exists():
+        return
+    try:
+        raw = yaml.safe_load(path.read_text())
+        previous = parse_config(raw if isinstance(raw, dict) else {}, str(path), type(config))
+    except (KDistillError, yaml.YAMLError):
+        return  # an older schema's config: the checkpoint's own checks still apply
+    differ = config_differences(previous, config, drop)
+    raised = [key for key in differ if key in may_raise and _raised(previous, config, key)]
+    differ = [key for key in differ if key not in raised]
+    if differ:
+        raise KDistillError(
+            f"{run_dir} holds a run with a different {', '.join(differ)}: resume with the "
+            "same config, pass --overwrite to replace that run, or choose another --output-dir"
+        )
+
+
+def _raised(old: RunConfig, new: RunConfig, dotted: str) -> bool:
+    before: Any = old
+    after: Any = new
+    for part in dotted.split("."):
+        before, after = getattr(before, part), getattr(after, part)
+    return bool(after > before)
+
+
 def write_run_config(config: RunConfig) -> Path:
     """Create ``config.output_dir`` and write ``config.yaml`` there; returns the folder."""
     run_dir = Path(config.output_dir)
     if is_main_process():  # under torchrun, rank 0 writes for every process
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", dump_config(config))
+        atomic_write_text(run_dir / CONFIG_NAME, dump_config(config))
     return run_dir
 
 
@@ -47,6 +135,7 @@ def fit_settings(
     """:class:`FitSettings` from a run config: its training section, seed and task (the
     device and the task are checked here, before a method writes anything)."""
     resolve_device(config.train.device)
+    options.setdefault("dataset", dataset_spec(config.data.name))
     return FitSettings(
         train=config.train,
         run_dir=run_dir,
@@ -54,6 +143,15 @@ def fit_settings(
         task=create_task(config.task),
         **options,
     )
+
+
+def dataset_spec(name: str) -> str:
+    """``data.name`` as a model file records it: ``idx:``/``npz:`` paths made absolute, so
+    ``kdistill evaluate`` finds the data from any folder."""
+    kind, sep, rest = name.partition(":")
+    if sep and kind.lower() in ("idx", "npz") and rest.strip():
+        return f"{kind.lower()}:{Path(rest.strip()).expanduser().resolve()}"
+    return name
 
 
 def build_model(model: ModelConfig, seed: int) -> nn.Module:

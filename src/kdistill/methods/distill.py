@@ -19,14 +19,14 @@ from torch import nn
 
 from kdistill.config import DistillConfig, DistillRunConfig
 from kdistill.data import Batch, DataSet, InputEncoding, TrainingData, prepare_data
-from kdistill.engine import FitResult, fit, resolve_device
+from kdistill.engine import FitResult, FitSettings, fit, resolve_device
 from kdistill.engine.objective import Objective, ObjectiveOutput
 from kdistill.errors import KDistillError
 from kdistill.files import cache_dir
 from kdistill.losses.base import FeatureRequest, LossTerm, TermContext
 from kdistill.losses.logits import HardTargetLoss, LogitMatchingLoss, SoftTargetLoss
 from kdistill.losses.registry import build_term
-from kdistill.methods.common import build_model, check_model, fit_settings, write_run_config
+from kdistill.methods.common import build_model, check_model, claim_run_folder, fit_settings
 from kdistill.teachers import Teacher, load_teacher, teacher_logits_for_split
 
 __all__ = [
@@ -243,7 +243,11 @@ def _short(described: dict[str, Any]) -> str:
 
 
 def distill(
-    config: DistillRunConfig, *, resume: bool = False, dataset: DataSet | None = None
+    config: DistillRunConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    dataset: DataSet | None = None,
 ) -> FitResult:
     """Distil a student from one or more teachers (Hinton et al. 2015) plus any extra terms.
 
@@ -255,6 +259,9 @@ def distill(
     guided layer: here the whole student runs forward, but only those layers and the regressor
     get gradients, so only they change (BatchNorm running statistics above the guided layer
     still update).
+
+    A folder holding another run is refused unless ``resume`` (the same config;
+    ``train.epochs`` may be raised) or ``overwrite``.
     """
     if not isinstance(config, DistillRunConfig):
         raise KDistillError(
@@ -280,31 +287,52 @@ def distill(
         cached = teacher_logits_for_split(
             teacher, data.train, cache_dir(), device=resolve_device(config.train.device)
         )
-    run_dir = write_run_config(config)
-    settings.recipes = {"student": config.model.model_dump()}
-    if config.distill.hint_epochs:
-        hints = [term for term in terms if term.name == "fitnet"]
-        if not hints:
-            raise KDistillError(
-                f"distill.hint_epochs={config.distill.hint_epochs} needs a fitnet term in "
-                "distill.terms: add {kind: fitnet, student: ..., teacher: ...} or set hint_epochs=0"
-            )
-        hint_settings = replace(
-            settings,
-            train=config.train.model_copy(update={"epochs": config.distill.hint_epochs}),
-            run_dir=run_dir / "hint-stage",
-            description=f"hints {run_dir.name}",
-            metadata={"stage": "hints"},
+    if config.distill.hint_epochs and not any(term.name == "fitnet" for term in terms):
+        raise KDistillError(
+            f"distill.hint_epochs={config.distill.hint_epochs} needs a fitnet term in "
+            "distill.terms: add {kind: fitnet, student: ..., teacher: ...} or set hint_epochs=0"
         )
-        fit(Distiller(student, teacher, hints), data, hint_settings, resume=resume)
-        if not config.distill.keep_hints:
-            terms = [term for term in terms if term.name != "fitnet"]
-    objective = Distiller(
-        student, teacher, terms, cached_teacher_logits=cached, use_labels=config.distill.use_labels
+    with claim_run_folder(
+        config, resume=resume, overwrite=overwrite, may_raise=("train.epochs",)
+    ) as run_dir:
+        settings.recipes = {"student": config.model.model_dump()}
+        if config.distill.hint_epochs:
+            student = _hint_stage(config, data, student, teacher, terms, settings, run_dir, resume)
+            if not config.distill.keep_hints:
+                terms = [term for term in terms if term.name != "fitnet"]
+        objective = Distiller(
+            student,
+            teacher,
+            terms,
+            cached_teacher_logits=cached,
+            use_labels=config.distill.use_labels,
+        )
+        settings.description = f"distill {run_dir.name}"
+        settings.metadata = {
+            "adapter_parameters": objective.adapter_parameter_count(),
+            "teacher_cache": cached is not None,
+        }
+        return fit(objective, data, settings, resume=resume)
+
+
+def _hint_stage(
+    config: DistillRunConfig,
+    data: TrainingData,
+    student: nn.Module,
+    teacher: Teacher,
+    terms: list[LossTerm],
+    settings: FitSettings,
+    run_dir: Path,
+    resume: bool,
+) -> nn.Module:
+    """FitNet's stage 1: ``hint_epochs`` on the fitnet terms alone, in ``run_dir/hint-stage``."""
+    hints = [term for term in terms if term.name == "fitnet"]
+    hint_settings = replace(
+        settings,
+        train=config.train.model_copy(update={"epochs": config.distill.hint_epochs}),
+        run_dir=run_dir / "hint-stage",
+        description=f"hints {run_dir.name}",
+        metadata={"stage": "hints"},
     )
-    settings.description = f"distill {run_dir.name}"
-    settings.metadata = {
-        "adapter_parameters": objective.adapter_parameter_count(),
-        "teacher_cache": cached is not None,
-    }
-    return fit(objective, data, settings, resume=resume)
+    fit(Distiller(student, teacher, hints), data, hint_settings, resume=resume)
+    return student

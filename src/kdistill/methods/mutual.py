@@ -58,10 +58,10 @@ from kdistill.methods.born_again import ensemble_log_probs
 from kdistill.methods.common import (
     build_model,
     check_model,
+    claim_run_folder,
     derived_seed,
     fit_settings,
     resumable_checkpoint,
-    write_run_config,
 )
 from kdistill.tasks import create_task, without_confusion
 from kdistill.teachers import evaluate_growing_ensembles
@@ -275,6 +275,7 @@ def run_mutual(
     config: MutualRunConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     with_baselines: bool = True,
     dataset: DataSet | None = None,
 ) -> MutualResult:
@@ -283,12 +284,27 @@ def run_mutual(
     Every member is evaluated and saved as ``cohort/member<k>.safetensors``; the cohort's
     ensemble is evaluated at the end. ``with_baselines`` also trains each member alone
     (:func:`train_alone`, ``output_dir/alone-<k>``) for the comparison the paper makes.
-    ``resume`` continues every run from its epoch checkpoint. Writes ``output_dir/mutual.json``.
+    ``resume`` continues every run from its epoch checkpoint; without it a folder holding
+    another run is refused unless ``overwrite``. Writes ``output_dir/mutual.json``.
     """
     settings = _mutual_settings(config)
     data = prepare_data(config.data, config.seed, dataset)
     members = _build_cohort(config, data)
-    root = write_run_config(config)
+    fit_settings(config, Path(config.output_dir))  # the device and the task, before any write
+    # ``model`` is not used by a cohort: leave it out so editing it does not block --resume.
+    with claim_run_folder(config, resume=resume, overwrite=overwrite, drop=("model",)) as root:
+        return _run_cohort(config, settings, data, members, root, resume, with_baselines)
+
+
+def _run_cohort(
+    config: MutualRunConfig,
+    settings: MutualConfig,
+    data: TrainingData,
+    members: list[nn.Module],
+    root: Path,
+    resume: bool,
+    with_baselines: bool,
+) -> MutualResult:
     objective = MutualObjective(
         members, settings.kl_weight, settings.temperature, settings.peer_target
     )

@@ -105,7 +105,8 @@ def write_report(results: dict[str, Any], output_dir: str | Path) -> Path:
     lines = [
         f"# Hinton, Vinyals & Dean (2015) on MNIST — profile `{results['profile']}`",
         "",
-        f"Command: `kdistill reproduce hinton-mnist --profile {results['profile']}`. "
+        f"Command: `kdistill reproduce hinton-mnist --profile {results['profile']} "
+        f"--output-dir {output_dir}`. "
         f"Machine: {results['machine']['platform']}, {results['machine']['cpus']} torch threads, torch {results['machine']['torch']}. "
         f"Wall time of this invocation {results['total_seconds'] / 60:.1f} min; the stages' own times (table at the end, "
         f"including stages reused from an earlier invocation) sum to {sum(s['seconds'] for s in results['stages'].values()) / 60:.1f} min.",

@@ -50,6 +50,19 @@ class Meter(ABC):
             "to train this task under torchrun"
         )
 
+    def state(self) -> dict[str, Any]:
+        """What a mid-epoch checkpoint keeps to finish the epoch's figures after a resume:
+        tensors and JSON-able values (by default every attribute)."""
+        return dict(vars(self))
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state` (tensors go to the device of the values they replace)."""
+        for key, value in state.items():
+            current = getattr(self, key, None)
+            if isinstance(value, torch.Tensor) and isinstance(current, torch.Tensor):
+                value = value.to(current.device)
+            setattr(self, key, value)
+
 
 class Evaluation(ABC):
     """One model on one split; ``summary()`` is what metrics.jsonl and reports record."""

@@ -10,6 +10,7 @@ forward passes. Augmented transfer sets use the live teacher instead.
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
 import torch
@@ -17,6 +18,7 @@ import torch
 from kdistill.data import Split
 from kdistill.engine.checkpoint import load_tensors, save_tensors
 from kdistill.engine.distributed import Processes, processes
+from kdistill.errors import KDistillError
 from kdistill.tasks import predict_logits
 from kdistill.teachers.teacher import Teacher
 
@@ -40,16 +42,26 @@ def teacher_logits_for_split(
     batch_size: int = 2000,
     device: str | torch.device = "cpu",
 ) -> torch.Tensor:
-    """``[members, N, classes]`` logits of every member on ``split``, cached on disk."""
+    """``[members, N, classes]`` logits of every member on ``split``, cached on disk.
+
+    An entry records the sha256 of its logits; one that is unreadable, of the wrong shape or
+    whose content does not match its checksum (a disk fault, a hand edit, an older entry
+    without one) is rebuilt, with one line on stderr saying so.
+    """
     key = hashlib.sha256(
         f"{teacher.fingerprint()}|{split_fingerprint(split)}|{transform}".encode()
     ).hexdigest()[:32]
     path = Path(cache_dir) / "teacher-logits" / f"{key}.safetensors"
     procs = processes(torch.device(device))
+    cached, problem = None, ""
+    if path.exists():
+        cached, problem = _read_entry(path, len(teacher.members), len(split))
     # Every process must take the same branch (the gather below is collective).
-    if int(procs.sum(torch.tensor(int(path.exists())))) == procs.world_size:
-        tensors, _ = load_tensors(path)
-        return tensors["logits"]
+    if int(procs.sum(torch.tensor(int(cached is not None)))) == procs.world_size:
+        assert cached is not None
+        return cached
+    if problem and procs.is_main:
+        print(f"kdistill: teacher-logit cache entry {path} {problem}: rebuilt it", file=sys.stderr)
     teacher.to(device)
     # Under torchrun each process computes its shard; the shards are gathered once.
     count = len(split)
@@ -64,7 +76,12 @@ def teacher_logits_for_split(
         save_tensors(
             path,
             {"logits": logits},
-            {"kind": "teacher-logits", "transform": transform, "examples": count},
+            {
+                "kind": "teacher-logits",
+                "transform": transform,
+                "examples": count,
+                "sha256": logits_checksum(logits),
+            },
         )
     return logits
 
@@ -80,3 +97,25 @@ def _gather_shards(logits: torch.Tensor, procs: Processes, count: int) -> torch.
         for rank in range(procs.world_size)
     ]
     return torch.cat([piece[:, :size] for piece, size in zip(pieces, sizes, strict=True)], dim=1)
+
+
+def logits_checksum(logits: torch.Tensor) -> str:
+    """sha256 of the logits' bytes (float32, C order) and shape."""
+    digest = hashlib.sha256(str(tuple(logits.shape)).encode())
+    digest.update(logits.detach().float().contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _read_entry(path: Path, members: int, examples: int) -> tuple[torch.Tensor | None, str]:
+    """The entry's logits, or None and what is wrong with it."""
+    try:
+        tensors, saved = load_tensors(path)
+    except KDistillError:
+        return None, "was unreadable"
+    logits = tensors.get("logits")
+    if logits is None or logits.dim() != 3 or tuple(logits.shape[:2]) != (members, examples):
+        shape = None if logits is None else tuple(logits.shape)
+        return None, f"had shape {shape}, not ({members}, {examples}, classes)"
+    if saved.get("sha256") != logits_checksum(logits):
+        return None, "did not match its checksum"
+    return logits, ""

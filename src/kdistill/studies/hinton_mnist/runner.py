@@ -40,7 +40,9 @@ def run(
     """Run every stage of the reproduction, then write the report; returns the results dict."""
     settings = load_profile(profile)
     work_dir = Path(work_dir or f"runs/hinton-mnist-{profile}")
-    output_dir = Path(output_dir or f"docs/results/hinton-mnist/{profile}")
+    # A user's run never writes into the repository's published results: the committed
+    # reports are made with an explicit --output-dir docs/results/hinton-mnist/PROFILE.
+    output_dir = Path(output_dir or work_dir / "report")
     started = time.perf_counter()
     dataset = profile_dataset(
         load_dataset("mnist", cache_dir=cache_dir()), settings["train_subset"]

@@ -34,7 +34,7 @@ class BenchSettings:
     train_size: int = 5_000
     test_size: int | None = None
     methods: list[str] = field(default_factory=lambda: list(methods()))
-    output: Path = Path("docs/results/methods")
+    output: Path = Path("runs/bench-methods/report")
     work_dir: Path = Path("runs/bench-methods")
     threads: int | None = None
     teacher_channels: list[int] = field(default_factory=lambda: [16, 32, 64])

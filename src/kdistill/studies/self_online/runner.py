@@ -52,7 +52,7 @@ class SelfOnlineSettings:
     train_size: int = 10_000
     datasets: list[str] = field(default_factory=lambda: list(SUITES))
     work_dir: Path = Path("runs/bench-self-online")
-    output_dir: Path = Path("docs/results/self-online")
+    output_dir: Path = Path("runs/bench-self-online/report")
 
     def command_line(self) -> str:
         """The command that reproduces these settings."""
@@ -67,7 +67,7 @@ class SelfOnlineSettings:
             parts.append("--datasets " + " ".join(self.datasets))
         if self.work_dir != Path("runs/bench-self-online"):
             parts.append(f"--work-dir {self.work_dir}")
-        if self.output_dir != Path("docs/results/self-online"):
+        if self.output_dir != Path("runs/bench-self-online/report"):
             parts.append(f"--output-dir {self.output_dir}")
         return " ".join(parts)
 
