@@ -32,6 +32,11 @@ def prediction_covariance(probabilities: torch.Tensor) -> torch.Tensor:
     return (centred.T @ centred / (values.shape[0] - 1)).float()
 
 
+def _squared_distances(points: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """``[P, K]`` squared Euclidean distances (torch.cdist is slow on tiny inputs under load)."""
+    return (points[:, None, :] - centres[None, :, :]).pow(2).sum(dim=2)
+
+
 def _kmeans_plus_plus(points: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
     """k-means++ seeding: each next centre drawn with probability proportional to the squared
     distance to the nearest centre already chosen."""
@@ -61,7 +66,8 @@ def minibatch_kmeans(
     centres ``[k, D]`` and each point's cluster ``[P]``.
 
     Each iteration draws ``batch_size`` points, assigns them to their nearest centre and moves
-    that centre towards each with step ``1 / (points it has seen)``. Deterministic in ``seed``.
+    that centre towards each with step ``1 / (points it has seen)``, i.e. to the running mean of
+    every point assigned to it so far. Deterministic in ``seed``.
     """
     if not 1 <= k <= len(points):
         raise KDistillError(f"K-means needs 1 <= k <= {len(points)} points, got k={k}")
@@ -73,11 +79,17 @@ def minibatch_kmeans(
         batch = points[
             torch.randint(len(points), (min(batch_size, len(points)),), generator=generator)
         ]
-        assigned = torch.cdist(batch, centres).argmin(dim=1)
-        for point, centre in zip(batch, assigned.tolist(), strict=True):
-            seen[centre] += 1
-            centres[centre] += (point - centres[centre]) / seen[centre]
-    assignment = torch.cdist(points, centres).argmin(dim=1)
+        assigned = _squared_distances(batch, centres).argmin(dim=1)
+        # Sculley's per-point step 1/count keeps each centre the running mean of the points
+        # assigned to it so far, so a batch's updates add up to this one step.
+        counts = torch.bincount(assigned, minlength=k).double()
+        sums = torch.zeros_like(centres).index_add_(0, assigned, batch)
+        moved = counts > 0
+        centres[moved] = (centres[moved] * seen[moved, None] + sums[moved]) / (
+            seen[moved] + counts[moved]
+        )[:, None]
+        seen += counts
+    assignment = _squared_distances(points, centres).argmin(dim=1)
     return centres.float(), assignment
 
 
@@ -120,7 +132,7 @@ def class_groups(
             raise KDistillError(
                 f"classes_per_specialist must be in 1..{count}, got {classes_per_group}"
             )
-        distances = torch.cdist(centres.double(), columns.double())  # [groups, classes]
+        distances = _squared_distances(centres.double(), columns.double())  # [groups, classes]
         if overlap:
             groups = distances.argsort(dim=1)[:, :classes_per_group].tolist()
         else:

@@ -219,7 +219,9 @@ def train_specialists(jobs: list[SpecialistJob], workers: int = 1) -> tuple[list
         raise KDistillError(f"--workers must be at least 1, got {workers}")
     started = time.perf_counter()
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=min(workers, max(len(jobs), 1)), mp_context=context
+    ) as pool:
         outcomes = list(pool.map(_train_in_worker, jobs))
     return [result for result, _ in outcomes], time.perf_counter() - started
 
