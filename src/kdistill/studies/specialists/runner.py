@@ -132,6 +132,31 @@ def _logits(paths: list[Path], split: Any) -> list[torch.Tensor]:
     return [predict_logits(load_model(path)[0], split) for path in paths]
 
 
+def _in_group(
+    generalist: torch.Tensor, specialists: list[torch.Tensor], groups: list[list[int]], split: Any
+) -> list[dict[str, Any]]:
+    """What each specialist adds, on the pairs of its own classes: its accuracy among its
+    classes beside the generalist's restricted to them, and how often it calls its own classes
+    dustbin (and the others not dustbin)."""
+    rows = []
+    for logits, group in zip(specialists, groups, strict=True):
+        classes = torch.tensor(group)
+        own = torch.isin(split.labels, classes)
+        labels = split.labels[own]
+        specialist = classes[logits[own][:, :-1].argmax(dim=1)]
+        restricted = classes[generalist[own][:, classes].argmax(dim=1)]
+        rows.append(
+            {
+                "examples": int(own.sum()),
+                "specialist_accuracy": float((specialist == labels).float().mean()),
+                "generalist_accuracy": float((restricted == labels).float().mean()),
+                "own_called_dustbin": float((logits[own].argmax(1) == len(group)).float().mean()),
+                "others_not_dustbin": float((logits[~own].argmax(1) != len(group)).float().mean()),
+            }
+        )
+    return rows
+
+
 def _ensemble(
     work_dir: Path,
     seed: int,
@@ -146,6 +171,7 @@ def _ensemble(
         "generalist_sha256": _sha(generalist),
         "specialists_sha256": [_sha(path) for path in specialists],
         **_method_identity(method, "top_n", "inference_steps", "inference_lr"),
+        "measures": 2,
     }
 
     def compute() -> dict[str, Any]:
@@ -169,6 +195,7 @@ def _ensemble(
             "active_per_example": float(active.float().sum(dim=1).mean()),
             "examples_with_active": int(active.any(dim=1).sum()),
             "changed_predictions": int((alone.argmax(1) != combined.argmax(1)).sum()),
+            "specialists_in_group": _in_group(generalist_logits, specialist_logits, groups, test),
             "test_seconds": seconds,
         }
 
