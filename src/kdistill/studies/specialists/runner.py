@@ -199,7 +199,9 @@ def _ensemble(
             "test_seconds": seconds,
         }
 
-    result, _ = run_once(work_dir / f"ensemble-s{seed}", identity, compute)
+    # New inference settings or measures recompute this (cheap) unit; other models refuse.
+    strict = {"generalist_sha256", "specialists_sha256"}
+    result, _ = run_once(work_dir / f"ensemble-s{seed}", identity, compute, must_match=strict)
     return result
 
 
