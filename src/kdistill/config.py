@@ -174,6 +174,34 @@ class MutualConfig(_Strict):
     ``pairwise``: the mean of the KLs to each other member (eq. 5). Same for two members."""
 
 
+class SpecialistsConfig(_Strict):
+    """Generalist + specialists (Hinton et al. 2015, section 5): how the class sets are found,
+    how specialists train, how they are combined, and the single model distilled from them."""
+
+    num_specialists: int = Field(10, ge=1)
+    classes_per_specialist: int | None = Field(12, ge=1)
+    """None: each specialist covers one K-means cluster (disjoint, sizes as found)."""
+    overlap: bool = True
+    """With ``classes_per_specialist``: the classes nearest each centre (a class may be in
+    several specialists or in none), else dealt out so the sets are disjoint."""
+    normalize_columns: bool = True
+    """Scale the covariance's columns to unit length before K-means (the paper: raw columns)."""
+    kmeans_iterations: int = Field(300, ge=1)
+    kmeans_batch_size: int = Field(32, ge=1)
+    batch_share: float = Field(0.5, gt=0, lt=1)
+    """Share of a specialist's batch drawn from its own classes (the paper: half)."""
+    dustbin_shift: Literal["paper", "prior"] = "paper"
+    """``paper``: raise the dustbin logit by log(oversampling of the subset); ``prior``: the
+    full prior correction (also counts the dustbin's undersampling)."""
+    top_n: int = Field(1, ge=1)
+    """Specialists are active when they cover one of the generalist's top-n classes."""
+    inference_steps: int = Field(500, ge=1)
+    inference_lr: float = Field(1.0, gt=0)
+    distill_temperature: float = Field(2.0, gt=0)
+    distill_soft_target_weight: float = Field(1.0, ge=0)
+    distill_hard_target_weight: float = Field(0.1, ge=0)
+
+
 class RunConfig(_Strict):
     """What every run has: seed, output folder, data, model, training settings and task.
 

@@ -128,3 +128,24 @@ def test_jitter_is_applied_per_epoch():
 def test_bad_batch_size():
     with pytest.raises(KDistillError, match="batch_size must be ≥ 1, got 0"):
         BatchLoader(_split(), 0, shuffle=True)
+
+
+def test_balanced_batches_are_half_from_the_subset_and_visit_it_once_per_epoch():
+    from kdistill.data import BalancedBatchLoader, Split
+
+    labels = torch.arange(100) % 10
+    split = Split(torch.arange(100, dtype=torch.float32)[:, None], labels)
+    inside = labels < 2  # 20 examples
+    loader = BalancedBatchLoader(split, 10, inside, share=0.5, seed=3)
+    loader.set_epoch(0)
+    batches = list(loader)
+    assert len(batches) == len(loader) == 4
+    seen = torch.cat([b.indices[:5] for b in batches])
+    assert sorted(seen.tolist()) == torch.nonzero(inside).flatten().tolist()
+    for batch in batches:
+        assert (batch.labels[:5] < 2).all() and (batch.labels[5:] >= 2).all()
+        assert torch.equal(batch.inputs[:, 0].long(), batch.indices)
+    again = list(loader)
+    assert all(torch.equal(a.indices, b.indices) for a, b in zip(batches, again, strict=True))
+    loader.set_epoch(1)
+    assert not torch.equal(next(iter(loader)).indices, batches[0].indices)

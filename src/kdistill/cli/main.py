@@ -18,6 +18,7 @@ from kdistill.errors import KDistillError, Terminated
 
 EPILOG = """examples:
   kdistill reproduce hinton-mnist --profile quick
+  kdistill reproduce specialists --profile quick --workers 2
   kdistill train configs/hinton-mnist/teacher.yaml --set train.epochs=5 --output-dir runs/teacher
   kdistill distill configs/hinton-mnist/student-distilled.yaml \\
       --set "distill.teachers=[{checkpoint: runs/teacher/model.safetensors}]" --set distill.temperature=8
@@ -104,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a named reproduction end to end and write Markdown + JSON + plots. "
         "Finished stages are cached, so a killed run resumes where it stopped.",
     )
-    reproduce.add_argument("name", help="reproduction to run; available: hinton-mnist")
+    reproduce.add_argument("name", help="reproduction to run; available: hinton-mnist, specialists")
     reproduce.add_argument(
         "--profile",
         default="quick",
@@ -117,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reproduce.add_argument(
         "--work-dir", help="where runs and checkpoints go (default runs/NAME-PROFILE)"
+    )
+    reproduce.add_argument(
+        "--workers",
+        type=int,
+        help="specialists: train this many specialists at once, one process and one thread "
+        "each (default 1)",
     )
     add_procedure_verbs(verbs)
     add_export_verb(verbs)
@@ -241,7 +248,11 @@ def _run(args: argparse.Namespace) -> int:
         from kdistill.studies import run_reproduction
 
         results = run_reproduction(
-            args.name, profile=args.profile, output_dir=args.output_dir, work_dir=args.work_dir
+            args.name,
+            profile=args.profile,
+            output_dir=args.output_dir,
+            work_dir=args.work_dir,
+            workers=args.workers,
         )
         report = Path(results["report"])
         lines = report.read_text().splitlines()

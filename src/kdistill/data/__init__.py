@@ -1,6 +1,6 @@
 """Data room: in-memory data sets (MNIST, Fashion-MNIST, IDX, npz), batches and subsets."""
 
-from kdistill.data.batches import Batch, BatchLoader, random_shift
+from kdistill.data.batches import BalancedBatchLoader, Batch, BatchLoader, random_shift
 from kdistill.data.dataset import DataSet, InputEncoding, Split
 from kdistill.data.loaders import load_dataset
 from kdistill.data.mnist import mnist_wheel_cache_dir
@@ -8,6 +8,7 @@ from kdistill.data.prepare import TrainingData, input_encoding, prepare_data
 from kdistill.data.subsets import carve_validation, keep_classes, take_fraction
 
 __all__ = [
+    "BalancedBatchLoader",
     "Batch",
     "BatchLoader",
     "DataSet",

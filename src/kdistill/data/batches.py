@@ -17,7 +17,15 @@ import torch
 from kdistill.data.dataset import Split
 from kdistill.errors import KDistillError
 
-__all__ = ["Batch", "BatchLoader", "draw_shifts", "epoch_generator", "random_shift", "shift_images"]
+__all__ = [
+    "BalancedBatchLoader",
+    "Batch",
+    "BatchLoader",
+    "draw_shifts",
+    "epoch_generator",
+    "random_shift",
+    "shift_images",
+]
 
 
 @dataclass
@@ -157,29 +165,103 @@ class BatchLoader:
             order = torch.randperm(n, generator=generator)
         else:
             order = torch.arange(n)
-        stored, labels = self.split.inputs, self.split.labels
-        encoding = self.split.input_encoding
-        # Index on the split's own device so a GPU-resident split never round-trips to CPU.
-        order_on_data = order.to(stored.device)
         stop = len(self) * self.batch_size if self.drop_last else n
         for start in range(0, stop, self.batch_size):
-            index = order_on_data[start : start + self.batch_size]
-            positions = order[start : start + self.batch_size]
-            # The global batch is drawn whatever the number of processes; each rank takes its
-            # contiguous share, so N processes see exactly the examples (and jitter) that one
-            # process sees in the same step.
-            size = len(index)
-            low = self.rank * size // self.world_size
-            high = (self.rank + 1) * size // self.world_size
-            # Move uint8 before converting: 4x less host-to-device traffic than float32.
-            inputs = encoding.scale(stored[index[low:high]].to(self.device))
-            if self.max_shift:
-                # Shift before normalising, so vacated pixels are black, not the mean.
-                dx, dy = draw_shifts(size, self.max_shift, generator)
-                inputs = shift_images(inputs, dx[low:high], dy[low:high])
-            inputs = encoding.finish(inputs)
-            yield Batch(
-                inputs=inputs,
-                labels=labels[index[low:high]].to(self.device),
-                indices=positions[low:high].to(self.device),
+            yield self.batch(order[start : start + self.batch_size], generator)
+
+    def batch(self, index: torch.Tensor, generator: torch.Generator) -> Batch:
+        """This process's share of the global batch at positions ``index`` (int64, CPU),
+        encoded and jittered on the device.
+
+        The global batch (and its jitter) is drawn whatever the number of processes; each
+        rank takes a contiguous share, so N processes see exactly the examples one process
+        sees in the same step.
+        """
+        stored, labels = self.split.inputs, self.split.labels
+        encoding = self.split.input_encoding
+        size = len(index)
+        low = self.rank * size // self.world_size
+        high = (self.rank + 1) * size // self.world_size
+        mine = index[low:high]
+        # Index on the split's own device so a GPU-resident split never round-trips to CPU.
+        on_data = mine.to(stored.device)
+        # Move uint8 before converting: 4x less host-to-device traffic than float32.
+        inputs = encoding.scale(stored[on_data].to(self.device))
+        if self.max_shift:
+            # Shift before normalising, so vacated pixels are black, not the mean.
+            dx, dy = draw_shifts(size, self.max_shift, generator)
+            inputs = shift_images(inputs, dx[low:high], dy[low:high])
+        inputs = encoding.finish(inputs)
+        return Batch(
+            inputs=inputs, labels=labels[on_data].to(self.device), indices=mine.to(self.device)
+        )
+
+
+class BalancedBatchLoader(BatchLoader):
+    """Batches whose first ``round(share * batch_size)`` examples come from ``inside`` (a bool
+    mask over the split) and the rest are drawn at random from the other examples.
+
+    Hinton et al. (2015), section 5: "half its examples coming from its special subset and half
+    sampled at random from the remainder of the training set". An epoch visits every inside
+    example once, in an order fixed by ``(seed, epoch)``; the outside examples of an epoch are
+    a random draw without replacement (repeated when the outside is too small).
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        inside: torch.Tensor,
+        *,
+        share: float = 0.5,
+        seed: int = 0,
+        max_shift: int = 0,
+        device: str | torch.device = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        super().__init__(
+            split,
+            batch_size,
+            shuffle=True,
+            seed=seed,
+            max_shift=max_shift,
+            device=device,
+            rank=rank,
+            world_size=world_size,
+        )
+        if inside.dtype != torch.bool or inside.shape != (len(split),):
+            raise KDistillError(f"inside must be a bool mask of {len(split)} examples")
+        self.inside = torch.nonzero(inside.cpu()).flatten()
+        self.outside = torch.nonzero(~inside.cpu()).flatten()
+        self.per_inside = min(batch_size, max(1, round(share * batch_size)))
+        self.per_outside = batch_size - self.per_inside
+        if not len(self.inside) or (self.per_outside and not len(self.outside)):
+            raise KDistillError(
+                f"a balanced batch needs examples inside ({len(self.inside)}) and outside "
+                f"({len(self.outside)}) the subset"
             )
+
+    def __len__(self) -> int:
+        return -(-len(self.inside) // self.per_inside)
+
+    def __iter__(self) -> Iterator[Batch]:
+        generator = epoch_generator(self.seed, self.epoch)
+        inside = self.inside[torch.randperm(len(self.inside), generator=generator)]
+        needed = len(self) * self.per_outside
+        rounds = -(-needed // max(len(self.outside), 1)) if needed else 0
+        outside = torch.cat(
+            [
+                self.outside[torch.randperm(len(self.outside), generator=generator)]
+                for _ in range(rounds)
+            ]
+            or [self.outside[:0]]
+        )
+        for step in range(len(self)):
+            index = torch.cat(
+                [
+                    inside[step * self.per_inside : (step + 1) * self.per_inside],
+                    outside[step * self.per_outside : (step + 1) * self.per_outside],
+                ]
+            )
+            yield self.batch(index, generator)

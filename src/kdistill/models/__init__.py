@@ -5,7 +5,7 @@ from kdistill.models import mlp as _mlp  # noqa: F401  (registers "mlp")
 from kdistill.models.cnn import SmallCNN
 from kdistill.models.mlp import MLP
 from kdistill.models.registry import count_parameters, create_model, list_models, register_model
-from kdistill.models.surgery import apply_class_bias_shift
+from kdistill.models.surgery import apply_class_bias_shift, subset_head
 
 __all__ = [
     "MLP",
@@ -15,4 +15,5 @@ __all__ = [
     "create_model",
     "list_models",
     "register_model",
+    "subset_head",
 ]

@@ -7,8 +7,9 @@ from their epoch checkpoints). :func:`run_stage` is the same for a unit that is 
 its folder is named by the config's digest (:func:`kdistill.config.config_digest`), so a changed
 config never reuses stale results.
 
-:func:`_run_config` is the one call from the studies into training; nothing else in
-``kdistill.studies`` imports ``kdistill.methods``.
+:func:`_run_config` is the one call from the studies into training, and
+:data:`specialists_method` (generalist + specialists, whose units are not one run config each)
+the one other; nothing else in ``kdistill.studies`` imports ``kdistill.methods``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ from kdistill.config import (
 )
 from kdistill.data import DataSet, TrainingData, prepare_data
 from kdistill.files import atomic_write_text, run_once
+from kdistill.methods import specialists as specialists_method
+
+__all__ = [
+    "StageResult",
+    "legacy_stage_digest",
+    "run_stage",
+    "specialists_method",
+    "stage_dir",
+]
 
 # --- The adapter: every call from the studies into training -----------------------------------
 
