@@ -62,7 +62,10 @@ def _base(data: str, seed: int, epochs: int, model: dict[str, Any], lr: float) -
             "batch_size": 100,
             "eval_batch_size": 1000,
             "optimizer": {"name": "sgd", "lr": lr, "momentum": 0.9, "nesterov": True},
-            "schedule": {"name": "cosine"},
+            # One epoch of linear warm-up in every cell: without it KD's first steps (T^2 x the
+            # soft-target gradient) killed the 30-unit MLP's ReLUs (9,000 test errors on
+            # Fashion-MNIST, seed 0); the README measures the same at T = 20.
+            "schedule": {"name": "cosine", "warmup_epochs": 1},
             "progress": False,
             "threads": 1,
         },

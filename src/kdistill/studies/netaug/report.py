@@ -109,7 +109,7 @@ def render_report(report: dict[str, Any]) -> str:
         f"**Rule:** {report['rule']}.  \n"
         f"**Data:** a stratified {report['train_size']:,}-image training subset (subset seed "
         f"{report['subset_seed']}, the same for every run), the full 10,000-image test set; "
-        f"{report['epochs']} epochs, batch 100, SGD (Nesterov 0.9) with a cosine schedule, "
+        f"{report['epochs']} epochs, batch 100, SGD (Nesterov 0.9), one epoch of linear warm-up then cosine, "
         "lr 0.05 for the MLPs and 0.1 for the CNN, no weight decay, no data augmentation.  \n"
         f"**KD:** teacher {TEACHER['label']}, trained once per data set (seed 0, same budget); "
         f"T = {KD['temperature']:g}, soft weight {KD['soft_target_weight']}, hard weight "
