@@ -150,3 +150,42 @@ def test_netaug_with_kd_saves_only_the_base_as_a_plain_model(tmp_path, mnist, mo
     )
     assert meta["augment_epochs"] == 1
     assert set(result.final) == {"model"}
+
+
+def test_an_interrupted_netaug_run_resumes_to_the_same_weights(tmp_path, mnist, monkeypatch):
+    """The sampled widths (torch's RNG), the channel sorting and the optimizer state it moves
+    all survive a resume: the interrupted run ends with the uninterrupted run's weights."""
+    from kdistill.engine import trainer
+
+    dataset = mnist_subset(mnist, 400, 100)
+
+    def config(name):
+        return parse_config(
+            {
+                "output_dir": str(tmp_path / name),
+                "model": {"name": "cnn", "kwargs": {"channels": [2, 4]}},
+                "train": {"epochs": 4, "batch_size": 50, "progress": False, "threads": 1},
+                "netaug": {"bn_batches": 2},
+            }
+        )
+
+    methods.run(config("straight"), dataset=dataset)
+    save = trainer._save_checkpoint
+
+    def save_then_stop(loop, epoch, settings, history):
+        save(loop, epoch, settings, history)
+        raise KeyboardInterrupt  # after the first epoch's checkpoint
+
+    monkeypatch.setattr(trainer, "_save_checkpoint", save_then_stop)
+    try:
+        methods.run(config("killed"), dataset=dataset)
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.setattr(trainer, "_save_checkpoint", save)
+    methods.run(config("killed"), dataset=dataset, resume=True)
+    straight, _ = load_model(tmp_path / "straight" / "model.safetensors")
+    resumed, _ = load_model(tmp_path / "killed" / "model.safetensors")
+    for (name, a), b in zip(
+        straight.state_dict().items(), resumed.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
