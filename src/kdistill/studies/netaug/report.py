@@ -82,10 +82,12 @@ def verdicts(summary: dict[str, Any]) -> list[str]:
                 held = train[0] < 0 < test[0]
                 partly = train[0] < 0 or test[0] > 0
             outcome = "held" if held else "held in part" if partly else "did not hold"
+            baseline = rows["baseline"]
             lines.append(
                 f"- {DATASET_LABELS.get(data_name, data_name)}, {MODELS[model_key]['label']}: "
                 f"claim “{claim}” **{outcome}**: training error {_direction(*train)}, "
-                f"test error {_direction(*test)} vs the baseline."
+                f"test error {_direction(*test)} vs the baseline (baseline: "
+                f"{baseline['train'][0]:.2f}% training, {baseline['test'][0]:.2f}% test error)."
             )
     return lines
 
