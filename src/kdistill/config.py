@@ -202,6 +202,36 @@ class SpecialistsConfig(_Strict):
     distill_hard_target_weight: float = Field(0.1, ge=0)
 
 
+# --- Network Augmentation (tiny models) -----------------------------------------------------
+
+
+class NetAugConfig(_Strict):
+    """Network Augmentation (Cai et al., ICLR 2022): the base model (``model``, an ``mlp`` or
+    ``cnn``) is trained inside wider copies of itself that share its weights."""
+
+    width_multipliers: list[float] = Field(default_factory=lambda: [1.0, 1.8, 2.6], min_length=1)
+    """Each step's augmented model takes one of these per hidden layer (the base is 1.0)."""
+    aug_weight: float = Field(1.0, ge=0)
+    """alpha in ``L(base) + alpha * L(augmented)``."""
+    stop_fraction: float = Field(0.5, ge=0, le=1)
+    """Augment (and sort channels) during the first ``stop_fraction`` of the epochs only."""
+    sort_channels: bool = True
+    """Sort every layer's channels by L1 norm at each augmented epoch's start."""
+    bn_batches: int = Field(50, ge=0)
+    """Training batches to re-estimate batch-norm statistics on at the end (0: skip)."""
+    distill: DistillConfig | None = None
+    """NetAug + KD: the teachers and terms of ``kdistill distill``, applied to the base and
+    to the augmented model alike (logit terms only)."""
+
+    @model_validator(mode="after")
+    def _check_multipliers(self) -> NetAugConfig:
+        if min(self.width_multipliers) < 1:
+            raise ValueError(
+                "width_multipliers must all be >= 1 (the base is 1.0): NetAug widens the model"
+            )
+        return self
+
+
 class RunConfig(_Strict):
     """What every run has: seed, output folder, data, model, training settings and task.
 
@@ -248,8 +278,15 @@ class MutualRunConfig(RunConfig):
     mutual: MutualConfig
 
 
+class NetAugRunConfig(RunConfig):
+    """``kdistill netaug``: the base model ``model`` trained with network augmentation."""
+
+    netaug: NetAugConfig = Field(default_factory=NetAugConfig)
+
+
 VERB_SECTIONS: dict[str, tuple[str, type[RunConfig]]] = {
     "distill": ("distill", DistillRunConfig),
+    "netaug": ("netaug", NetAugRunConfig),
     "born_again": ("born-again", BornAgainRunConfig),
     "mutual": ("mutual", MutualRunConfig),
 }

@@ -12,7 +12,8 @@ from kdistill.models import create_model
 
 
 @pytest.mark.parametrize(
-    "verb", [None, "train", "distill", "evaluate", "reproduce", "born-again", "mutual", "bench"]
+    "verb",
+    [None, "train", "distill", "evaluate", "reproduce", "born-again", "mutual", "bench", "netaug"],
 )
 def test_help_is_useful(verb, capsys):
     argv = ["--help"] if verb is None else [verb, "--help"]
@@ -92,6 +93,8 @@ def test_evaluate_several_files_as_an_ensemble(tmp_path, mnist, capsys):
         ("distill", "configs/hinton-mnist/teacher.yaml", "no distill section"),
         ("born-again", "configs/mutual/mnist-mlp-pair.yaml", "key mutual: this verb does not"),
         ("mutual", "configs/born-again/mnist-mlp.yaml", "no mutual section"),
+        ("train", "configs/netaug/mnist-mlp30.yaml", "key netaug: this verb does not"),
+        ("netaug", "configs/hinton-mnist/student-distilled.yaml", "key distill: this verb does"),
     ],
 )
 def test_each_verb_refuses_another_verbs_section(verb, config, words, capsys):

@@ -1,4 +1,4 @@
-"""``kdistill bench``: measured benchmarks (methods table, self/online distillation)."""
+"""``kdistill bench``: measured benchmarks (methods table, self/online distillation, NetAug)."""
 
 from __future__ import annotations
 
@@ -110,6 +110,7 @@ def add_bench_verb(verbs: argparse._SubParsersAction) -> None:
         help="student cnn widths (default 4,8,16; module paths assume 3 blocks)",
     )
     _add_self_online(benches)
+    _add_netaug(benches)
 
 
 def _add_self_online(benches: argparse._SubParsersAction) -> None:
@@ -202,6 +203,49 @@ def _run_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+NETAUG_EPILOG = """example:
+  OMP_NUM_THREADS=1 kdistill bench netaug
+  OMP_NUM_THREADS=1 kdistill bench netaug --seeds 0 --epochs 1 --train-size 2000   # a smoke run
+
+Finished stages are kept in --work-dir; rerun the same command after an interruption to resume
+(a killed stage continues from its last epoch checkpoint)."""
+
+
+def _add_netaug(benches: argparse._SubParsersAction) -> None:
+    from kdistill.studies.netaug.plan import MODELS
+    from kdistill.studies.netaug.runner import DATASETS
+
+    netaug = benches.add_parser(
+        "netaug",
+        help="network augmentation vs plain training and KD, tiny and large models",
+        description="Baseline, KD, NetAug and NetAug + KD on tiny models (MLP 30-30, CNN 4-8-16) "
+        "and a large one (MLP 800-800), on MNIST and Fashion-MNIST, over several seeds; "
+        "training and test error; writes results.json and README.md with the verdict on the "
+        "lecture's claims.",
+        epilog=NETAUG_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    netaug.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    netaug.add_argument("--epochs", type=int, default=8, help="epochs of every run (default 8)")
+    netaug.add_argument(
+        "--train-size", type=int, default=10_000, help="stratified training subset (default 10000)"
+    )
+    netaug.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    netaug.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    netaug.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path("runs/bench-netaug"),
+        help="stage folders (default runs/bench-netaug)",
+    )
+    netaug.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("docs/results/netaug"),
+        help="where results.json and README.md go (default docs/results/netaug)",
+    )
+
+
 def run_bench(args: argparse.Namespace) -> int | None:
     """Run ``kdistill bench ...``; returns None when ``args`` is not a bench verb."""
     if args.verb != "bench":
@@ -222,9 +266,24 @@ def run_bench(args: argparse.Namespace) -> int | None:
             )
         )
         return 0
+    if args.bench == "netaug":
+        from kdistill.studies.netaug import NetAugBenchSettings, run_netaug_benchmark
+
+        run_netaug_benchmark(
+            NetAugBenchSettings(
+                seeds=args.seeds,
+                epochs=args.epochs,
+                train_size=args.train_size,
+                datasets=args.datasets,
+                models=args.models,
+                work_dir=args.work_dir,
+                output_dir=args.output_dir,
+            )
+        )
+        return 0
     if args.bench != "methods":
         raise KDistillError(
-            "kdistill bench needs a benchmark name: kdistill bench methods, self-online or deploy"
+            "kdistill bench needs a benchmark name: kdistill bench methods, self-online, netaug or deploy"
         )
     from kdistill.studies.methods import BenchSettings, methods, run_methods_benchmark
 

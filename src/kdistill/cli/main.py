@@ -25,6 +25,7 @@ EPILOG = """examples:
   kdistill evaluate runs/teacher/model.safetensors --data mnist --bias-shift 3=3.5
   kdistill born-again configs/born-again/mnist-mlp.yaml --generations 3
   kdistill mutual configs/mutual/mnist-mlp-pair.yaml
+  kdistill netaug configs/netaug/mnist-mlp30.yaml
   kdistill bench methods --datasets mnist --seeds 1 --epochs 1
 
 Every config key can be overridden with --set section.key=value (values are YAML).
@@ -58,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
         "plus the hard labels and any extra loss terms in distill.terms (Hinton et al. 2015).",
     )
     add_run_arguments(distill)
+
+    netaug = verbs.add_parser(
+        "netaug",
+        help="train a tiny model with network augmentation (NetAug), optionally with KD",
+        description="Network Augmentation (Cai et al., ICLR 2022): each step trains the base "
+        "model (model: an mlp or cnn) and one wider copy of it that shares its weights, loss = "
+        "L(base) + netaug.aug_weight * L(augmented); channels sorted by L1 norm each epoch; "
+        "augmentation stops after netaug.stop_fraction of the epochs; batch norm re-estimated "
+        "at the end. netaug.distill (teachers, temperature, ...) adds KD. Only the base is saved "
+        "(model.safetensors, a plain mlp or cnn).",
+    )
+    add_run_arguments(netaug)
 
     evaluate = verbs.add_parser(
         "evaluate",
@@ -167,12 +180,23 @@ def _check_class_counts(
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.verb in {"train", "distill"}:
+    if args.verb in {"train", "distill", "netaug"}:
         from kdistill import methods
-        from kdistill.config import DistillRunConfig, TrainRunConfig, load_config
+        from kdistill.config import (
+            DistillRunConfig,
+            NetAugRunConfig,
+            RunConfig,
+            TrainRunConfig,
+            load_config,
+        )
         from kdistill.engine import is_main_process
 
-        schema = TrainRunConfig if args.verb == "train" else DistillRunConfig
+        schemas: dict[str, type[RunConfig]] = {
+            "train": TrainRunConfig,
+            "distill": DistillRunConfig,
+            "netaug": NetAugRunConfig,
+        }
+        schema = schemas[args.verb]
         config = load_config(args.config, run_overrides(args), schema=schema)
         result = methods.run(config, resume=args.resume, overwrite=args.overwrite)
         if not is_main_process():

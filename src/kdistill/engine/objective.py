@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdistill.data import Batch
+from kdistill.tasks import BatchSource
 
 
 @dataclass
@@ -42,6 +43,15 @@ class Objective(nn.Module):
 
     def prepare(self, batch: Batch) -> None:
         """Run once on a first batch before the optimizer exists (materialises lazy adapters)."""
+
+    def start_epoch(self, epoch: int, total_epochs: int, optimizer: torch.optim.Optimizer) -> None:
+        """Called by the engine before each epoch's first batch (also on resume), with the
+        optimizer, so an objective that rearranges its parameters (NetAug's channel sorting)
+        rearranges their optimizer state (momentum, Adam moments) the same way. Default: nothing."""
+
+    def finish_training(self, loader: BatchSource) -> None:
+        """Called once after the last epoch, before the final evaluation and the saved models
+        (NetAug re-estimates batch-norm statistics here on training batches). Default: nothing."""
 
     def after_step(self) -> None:
         """Apply weight constraints (the paper's max-norm) after each optimizer step."""

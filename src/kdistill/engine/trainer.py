@@ -1,9 +1,11 @@
 """The one training loop every kdistill job uses.
 
-Read it top to bottom: for each epoch, for each batch, the objective returns named losses,
-their sum is back-propagated, gradients are clipped, the optimizer steps, constraints are
-applied; after each epoch the objective's models are evaluated, metrics go to JSONL (and
-TensorBoard), and a full checkpoint is written atomically. ``resume=True`` restarts from it
+Read it top to bottom: for each epoch the objective's ``start_epoch`` hook runs (NetAug sorts
+channels there), then for each batch the objective returns named losses, their sum is
+back-propagated, gradients are clipped, the optimizer steps, constraints are applied; after
+each epoch the objective's models are evaluated, metrics go to JSONL (and TensorBoard), and a
+full checkpoint is written atomically. After the last epoch the ``finish_training`` hook runs
+(NetAug re-estimates batch-norm statistics), then the final evaluation and the model files. ``resume=True`` restarts from it
 and ends with the same weights as an uninterrupted run with the same seed.
 
 ``train.checkpoint_every_steps`` adds checkpoints inside an epoch (with the epoch's running
@@ -242,6 +244,7 @@ def fit(
             _save_checkpoint(loop, epoch + 1, settings, result.history)
             if _stop_now(loop):  # SIGTERM during the evaluation: the checkpoint is written
                 raise Terminated()
+        _finish_training(loop)
         result.seconds = time.perf_counter() - started
         _save_models(objective, data, settings, loop, result)
     return result
@@ -377,6 +380,7 @@ def _train_epoch(
         loop.optimizer,
     )
     objective.train()
+    objective.start_epoch(epoch, loop.total_epochs, optimizer)
     loop.loader.set_epoch(epoch)
     # Running sums stay on the device and are read once per epoch: reading a GPU value
     # every step (float(), int(), a Python `if` on a tensor) would stall the pipeline.
@@ -489,6 +493,14 @@ def _checkpoint_due(loop: _Loop, config: TrainConfig, index: int) -> bool:
     step (the end-of-epoch checkpoint follows it)."""
     every = config.checkpoint_every_steps
     return every is not None and loop.step % every == 0 and index + 1 < len(loop.loader)
+
+
+def _finish_training(loop: _Loop) -> None:
+    """The objective's last word on its models before they are evaluated and saved (NetAug's
+    batch-norm re-estimation). It reads training batches in the order of epoch 0 and changes
+    no checkpointed state but the models', so a resumed run ends the same."""
+    loop.loader.set_epoch(0)
+    loop.objective.finish_training(loop.loader)
 
 
 def _evaluate_models(

@@ -1,15 +1,16 @@
 """Distillation methods and their setup from a config: plain training (the baseline and
 teachers), distillation from fixed teachers (Hinton et al. 2015 plus the loss-term zoo),
-born-again generations and deep mutual learning. Each builds its models and objective and
+born-again generations, deep mutual learning and network augmentation (tiny models). Each builds its models and objective and
 calls the one engine loop."""
 
-from kdistill.config import DistillRunConfig, RunConfig, TrainRunConfig
+from kdistill.config import DistillRunConfig, NetAugRunConfig, RunConfig, TrainRunConfig
 from kdistill.data import DataSet
 from kdistill.engine import FitResult
 from kdistill.errors import KDistillError
 from kdistill.methods.born_again import BornAgainResult, run_born_again
 from kdistill.methods.distill import Distiller, build_terms, distill
 from kdistill.methods.mutual import MutualObjective, MutualResult, run_mutual, train_alone
+from kdistill.methods.netaug import NetAugObjective, run_netaug
 from kdistill.methods.supervised import train
 
 __all__ = [
@@ -17,11 +18,13 @@ __all__ = [
     "Distiller",
     "MutualObjective",
     "MutualResult",
+    "NetAugObjective",
     "build_terms",
     "distill",
     "run",
     "run_born_again",
     "run_mutual",
+    "run_netaug",
     "train",
     "train_alone",
 ]
@@ -34,7 +37,10 @@ def run(
     overwrite: bool = False,
     dataset: DataSet | None = None,
 ) -> FitResult:
-    """Train or distil, as the config's type says (the engine call of a single-model stage)."""
+    """Train, distil or train with network augmentation, as the config's type says (the
+    engine call of a single-model stage)."""
+    if isinstance(config, NetAugRunConfig):
+        return run_netaug(config, resume=resume, dataset=dataset)
     if isinstance(config, DistillRunConfig):
         return distill(config, resume=resume, overwrite=overwrite, dataset=dataset)
     if isinstance(config, TrainRunConfig):
