@@ -139,6 +139,12 @@ def test_python_api_resumes_and_rejects_bad_data_in_one_line(tabular, tmp_path):
     again = kdistill.train(FlatMLP(49, 16), data, epochs=2, output_dir=tmp_path / "r", resume=True)
     for key, value in first.model.state_dict().items():
         assert torch.equal(value, again.model.state_dict()[key]), key  # read back, not retrained
+    with pytest.raises(KDistillError, match="holds another run .* pass --resume"):
+        kdistill.train(FlatMLP(49, 16), data, epochs=2, output_dir=tmp_path / "r")
+    replaced = kdistill.train(
+        FlatMLP(49, 16), data, epochs=1, output_dir=tmp_path / "r", overwrite=True
+    )
+    assert len(replaced.history) == 1
     with pytest.raises(KDistillError, match="500 inputs but 499 labels"):
         kdistill.train(FlatMLP(49, 16), (x_train[:500], y_train[:499]), output_dir=tmp_path / "x")
     with pytest.raises(KDistillError, match="expected \\(input, label\\) pairs"):

@@ -27,8 +27,9 @@ from kdistill.data import Split, TrainingData
 from kdistill.data.dataset import inputs_to_array, labels_to_int64
 from kdistill.engine import FitSettings, SupervisedObjective, fit, resolve_device
 from kdistill.errors import KDistillError
-from kdistill.files import cache_dir
+from kdistill.files import cache_dir, folder_lock
 from kdistill.losses.base import LossTerm
+from kdistill.methods.common import settle_run_folder
 from kdistill.methods.distill import Distiller, build_terms, use_cached_logits
 from kdistill.tasks import ClassificationTask
 from kdistill.teachers import Teacher, teacher_logits_for_split
@@ -131,6 +132,13 @@ def _recipe(model: nn.Module, spec: str | None, kwargs: Mapping[str, Any] | None
     return {"name": f"{cls.__module__}:{cls.__qualname__}", "kwargs": dict(kwargs or {})}
 
 
+def _settle(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """As the CLI does: a folder holding a run is refused unless ``resume`` or ``overwrite``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(run_dir):
+        settle_run_folder(run_dir, resume=resume, overwrite=overwrite)
+
+
 def _settings(
     output_dir: str | Path,
     seed: int,
@@ -174,6 +182,7 @@ def train(
     seed: int = 0,
     device: str = "cpu",
     resume: bool = False,
+    overwrite: bool = False,
     model_spec: str | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     train_options: Mapping[str, Any] | None = None,
@@ -181,7 +190,8 @@ def train(
     """Train ``model`` in place on the labels (cross-entropy): a teacher, or a baseline.
 
     ``train_options`` takes any other key of a config's ``train`` section (``schedule``,
-    ``grad_clip``, ``threads`` ...). Saves ``output_dir/model.safetensors``.
+    ``grad_clip``, ``threads`` ...). Saves ``output_dir/model.safetensors``. A folder holding
+    another run is refused unless ``resume`` (continue it) or ``overwrite`` (replace it).
     """
     train_split = as_split(train_data, "train_data")
     data = TrainingData(train_split, _eval_splits(eval_data))
@@ -191,6 +201,7 @@ def train(
         epochs, batch_size, lr, optimizer, device, train_options,
     )  # fmt: skip
     settings.task.probe(model, train_split, f"model {type(model).__name__}")
+    _settle(settings.run_dir, resume, overwrite)
     result = fit(SupervisedObjective(model), data, settings, resume=resume)
     return Trained(model, result.run_dir, result.history, result.final)
 
@@ -215,6 +226,7 @@ def distill(
     seed: int = 0,
     device: str = "cpu",
     resume: bool = False,
+    overwrite: bool = False,
     student_spec: str | None = None,
     student_kwargs: Mapping[str, Any] | None = None,
     train_options: Mapping[str, Any] | None = None,
@@ -265,5 +277,6 @@ def distill(
     objective = Distiller(
         student, frozen, loss_terms, cached_teacher_logits=cached, use_labels=use_labels
     )
+    _settle(settings.run_dir, resume, overwrite)
     result = fit(objective, data, settings, resume=resume)
     return Trained(student, result.run_dir, result.history, result.final)

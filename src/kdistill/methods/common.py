@@ -24,6 +24,7 @@ from kdistill.models import create_model
 from kdistill.tasks import Task, create_task
 
 __all__ = [
+    "settle_run_folder",
     "build_model",
     "check_model",
     "claim_run_folder",
@@ -74,20 +75,27 @@ def claim_run_folder(
             f"cannot create output_dir {run_dir} ({error.strerror}): choose a writable --output-dir"
         ) from None
     with folder_lock(run_dir):
-        held = [name for name in RUN_FILES if (run_dir / name).exists()]
-        if held and resume:
+        if settle_run_folder(run_dir, resume=resume, overwrite=overwrite):
             _check_same_run(config, run_dir, drop, may_raise)
-        elif held and not overwrite:
-            raise KDistillError(
-                f"{run_dir} holds another run ({', '.join(held)}): pass --resume to continue "
-                "it, --overwrite to replace it, or choose another --output-dir"
-            )
-        elif held:
-            for name in OVERWRITTEN:
-                for path in run_dir.rglob(name):
-                    path.unlink(missing_ok=True)
         write_run_config(config)
         yield run_dir
+
+
+def settle_run_folder(run_dir: Path, *, resume: bool, overwrite: bool) -> bool:
+    """Whether ``run_dir`` holds a run to resume. A folder holding a run is refused unless
+    ``resume`` or ``overwrite`` (whose files are then removed: a fresh start)."""
+    held = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if held and resume:
+        return True
+    if held and not overwrite:
+        raise KDistillError(
+            f"{run_dir} holds another run ({', '.join(held)}): pass --resume (resume=True) to "
+            "continue it, --overwrite (overwrite=True) to replace it, or choose another folder"
+        )
+    for name in OVERWRITTEN if held else ():
+        for path in run_dir.rglob(name):
+            path.unlink(missing_ok=True)
+    return False
 
 
 def _check_same_run(
