@@ -150,8 +150,8 @@ def _findings(results: dict[str, Any], coverage: list[dict[str, Any]]) -> list[s
     if covered:
         best = max(covered, key=lambda row: row["relative"])
         lines.append(
-            f"- The largest relative gain is on classes covered by {best['specialists']} "
-            f"specialists ({100 * best['relative']:+.2f}%); uncovered classes change by "
+            f"- The best row of Table 4 is classes covered by {best['specialists']} "
+            f"specialist(s) ({100 * best['relative']:+.2f}%); uncovered classes change by "
             f"{coverage[0]['change']:+d} correct predictions in all (the paper: 0)."
             if coverage and coverage[0]["specialists"] == "0"
             else ""
@@ -205,7 +205,8 @@ def write_report(results: dict[str, Any], output_dir: str | Path) -> Path:
         f"the clustering; {results['data']['test']:,} test pairs), seeds {seeds}, "
         f"{results['rule']}. Command: `kdistill reproduce specialists --profile "
         f"{results['profile']} --workers {results['workers']}` "
-        f"({results['total_seconds'] / 60:.1f} min for this invocation; machine: "
+        f"(the units took {results.get('work_seconds', 0) / 60:.1f} min when they ran, this "
+        f"invocation {results['total_seconds'] / 60:.1f} min; machine: "
         f"{results['machine']['platform']}, 2-core CPU shared with other jobs, one thread per "
         "process).",
         "",

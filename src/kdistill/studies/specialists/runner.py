@@ -443,6 +443,15 @@ def run(
         "model_cards": cards,
         "timing": timing,
         "total_seconds": time.perf_counter() - started,
+        # What the units took when they ran (a rerun reads them back in seconds).
+        "work_seconds": sum(
+            outcome["generalist_seconds"]
+            + outcome["specialists"]["wall_seconds"]
+            + outcome["ensemble"]["test_seconds"]
+            + outcome["distilled"]["seconds"]
+            for outcome in per_seed.values()
+        )
+        + sum(value for key, value in timing.items() if key != "specialists"),
     }
     report = write_report(summary, output_dir)
     summary["report"] = str(report)
