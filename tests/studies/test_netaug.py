@@ -64,4 +64,6 @@ def test_the_verdict_follows_the_paired_differences():
         "teachers": {"mnist": {"test_errors": 400}},
         "summary": summary,
     }
-    assert "| MLP 784-30-30-10 (tiny) | NetAug | 8.50 ± 0.71 |" in render_report(report)
+    text = render_report(report)
+    assert "| MLP 784-30-30-10 (tiny) | NetAug | 8.50 ± 0.71 |" in text
+    assert "training / test errors: MNIST 2.00% / 5.50%" in text
