@@ -75,3 +75,17 @@ def test_config_digest_follows_what_is_trained_only():
     assert config_digest(base, drop=("train.epochs",)) == config_digest(
         parse_config({"train": {"epochs": 4}}), drop=("train.epochs",)
     )
+
+
+def test_an_all_default_verb_section_still_changes_the_digest():
+    from kdistill.config import (
+        BornAgainRunConfig,
+        NetAugRunConfig,
+        TrainRunConfig,
+        config_digest,
+    )
+
+    train = config_digest(TrainRunConfig())
+    assert config_digest(NetAugRunConfig()) != train
+    assert config_digest(BornAgainRunConfig()) != train
+    assert config_digest(BornAgainRunConfig(), drop=("born_again.generations",)) != train

@@ -427,7 +427,7 @@ def config_differences(old: RunConfig, new: RunConfig, drop: Sequence[str] = ())
 def _flat(content: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in content.items():
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict):  # an empty section (all defaults) adds no key
             flat.update(_flat(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
@@ -447,7 +447,13 @@ def config_content(config: RunConfig, drop: Sequence[str] = ()) -> dict[str, Any
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict):
             node.pop(last, None)
-    return _without_empty_sections(content)
+    content = _without_empty_sections(content)
+    # A verb's section left at its defaults still says which verb trains: without it an
+    # all-default `kdistill netaug` (or born-again) run would share `kdistill train`'s digest.
+    for section in VERB_SECTIONS:
+        if getattr(config, section, None) is not None:
+            content.setdefault(section, {})
+    return content
 
 
 def _without_empty_sections(content: dict[str, Any]) -> dict[str, Any]:
