@@ -18,7 +18,7 @@ import torch
 
 from kdistill.data import Split
 from kdistill.export.deployable import Deployable, load_deployable, model_file_of
-from kdistill.export.formats import export_model, onnx_session
+from kdistill.export.formats import export_model, onnx_session, predict_stored
 from kdistill.files import atomic_write_text
 
 __all__ = ["bench_deploy", "latency_ms", "render_table", "write_deploy_report"]
@@ -41,16 +41,10 @@ def latency_ms(run: Callable[[], Any], repeats: int, warmup: int = 3) -> dict[st
 
 
 def _errors(models: Sequence[Deployable], test: Split) -> int:
-    with torch.no_grad():
-        stored = test.inputs.float()
-        probabilities = torch.stack(
-            [
-                torch.cat(
-                    [m(stored[i : i + 2000]).softmax(-1) for i in range(0, len(stored), 2000)]
-                )
-                for m in models
-            ]
-        ).mean(0)  # the ensemble's arithmetic mean at T = 1 (one member: its own softmax)
+    # The ensemble's arithmetic mean at T = 1 (one member: its own softmax).
+    probabilities = torch.stack(
+        [predict_stored(model, test.inputs).softmax(-1) for model in models]
+    ).mean(0)
     return int((probabilities.argmax(1) != test.labels).sum())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ __all__ = [
     "export_model",
     "onnx_session",
     "predict_onnx",
+    "predict_stored",
     "verify_export",
 ]
 
@@ -127,13 +129,23 @@ def onnx_session(path: str | Path) -> Any:
     )
 
 
+def predict_stored(
+    run: Callable[[torch.Tensor], torch.Tensor], stored: torch.Tensor, batch_size: int = 2000
+) -> torch.Tensor:
+    """``run`` (a model, a loaded file) on stored inputs as float32, batch by batch, no grad."""
+    with torch.no_grad():
+        return torch.cat(
+            [run(stored[i : i + batch_size].float()) for i in range(0, len(stored), batch_size)]
+        )
+
+
 def predict_onnx(session: Any, stored: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
     """Logits of an ONNX session for stored inputs, batch by batch."""
-    outputs = []
-    for start in range(0, len(stored), batch_size):
-        chunk = stored[start : start + batch_size].float().numpy()
-        outputs.append(torch.from_numpy(np.asarray(session.run(None, {"inputs": chunk})[0])))
-    return torch.cat(outputs)
+
+    def run(chunk: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(session.run(None, {"inputs": chunk.numpy()})[0]))
+
+    return predict_stored(run, stored, batch_size)
 
 
 def verify_export(
@@ -141,17 +153,11 @@ def verify_export(
 ) -> dict[str, Any]:
     """Run the exported file and the PyTorch model on ``stored`` inputs: how many predictions
     agree and the largest logit difference. Raises if any prediction differs."""
-    with torch.no_grad():
-        expected = torch.cat(
-            [model(stored[i : i + 2000].float()) for i in range(0, len(stored), 2000)]
-        )
-        if export_format == "onnx":
-            got = predict_onnx(onnx_session(path), stored)
-        else:
-            loaded = torch.jit.load(str(path))
-            got = torch.cat(
-                [loaded(stored[i : i + 2000].float()) for i in range(0, len(stored), 2000)]
-            )
+    expected = predict_stored(model, stored)
+    if export_format == "onnx":
+        got = predict_onnx(onnx_session(path), stored)
+    else:
+        got = predict_stored(torch.jit.load(str(path)), stored)
     agree = int((got.argmax(1) == expected.argmax(1)).sum())
     report = {
         "examples": len(stored),
