@@ -126,7 +126,9 @@ class DistillConfig(_Strict):
     use_labels: bool = True
     """False: an unlabeled transfer set, soft term only."""
     cache_teacher_logits: Literal["auto", "always", "never"] = "auto"
-    """``auto`` caches when the transfer set is not augmented and no term needs the live teacher."""
+    """``auto`` caches when no term needs the live teacher and the transfer set is not
+    augmented, or is jittered and trains for at least ``(2 max_shift + 1)^2`` epochs (one
+    teacher pass per shift); ``always`` caches whatever the length."""
     terms: list[TermConfig] = Field(default_factory=list)
     hint_epochs: int = Field(0, ge=0)
     """FitNet's two-stage training: this many epochs with only the hint terms first."""

@@ -1,6 +1,14 @@
 """Data room: in-memory data sets (MNIST, Fashion-MNIST, IDX, npz), batches and subsets."""
 
-from kdistill.data.batches import BalancedBatchLoader, Batch, BatchLoader, random_shift
+from kdistill.data.batches import (
+    BalancedBatchLoader,
+    Batch,
+    BatchLoader,
+    offset_codes,
+    offset_grid,
+    random_shift,
+    shift_images,
+)
 from kdistill.data.dataset import DataSet, InputEncoding, Split
 from kdistill.data.loaders import load_dataset
 from kdistill.data.mnist import mnist_wheel_cache_dir
@@ -20,7 +28,10 @@ __all__ = [
     "keep_classes",
     "load_dataset",
     "mnist_wheel_cache_dir",
+    "offset_codes",
+    "offset_grid",
     "prepare_data",
     "random_shift",
+    "shift_images",
     "take_fraction",
 ]

@@ -23,6 +23,8 @@ __all__ = [
     "BatchLoader",
     "draw_shifts",
     "epoch_generator",
+    "offset_codes",
+    "offset_grid",
     "random_shift",
     "shift_images",
 ]
@@ -32,11 +34,14 @@ __all__ = [
 class Batch:
     """Model inputs (float32, encoded by the split's :class:`InputEncoding`: ``[B, C, H, W]``
     pixels in [0, 1] by default), int64 labels [B], and the examples' positions in their Split
-    (int64 [B]), which key cached teacher logits."""
+    (int64 [B]), which key cached teacher logits. A jittered batch also says which shift each
+    example got (``offsets``, int64 [B], codes of :func:`offset_codes`), so teacher logits
+    cached for every shift can be looked up; ``None`` when the batch is not jittered."""
 
     inputs: torch.Tensor
     labels: torch.Tensor
     indices: torch.Tensor
+    offsets: torch.Tensor | None = None
 
     def to(self, device: str | torch.device) -> Batch:
         """Copy of the batch on ``device``."""
@@ -44,6 +49,7 @@ class Batch:
             inputs=self.inputs.to(device),
             labels=self.labels.to(device),
             indices=self.indices.to(device),
+            offsets=None if self.offsets is None else self.offsets.to(device),
         )
 
     def __len__(self) -> int:
@@ -66,6 +72,20 @@ def draw_shifts(
         -max_shift, max_shift + 1, (2, batch_size), generator=generator, device=generator.device
     )
     return offsets[0], offsets[1]
+
+
+def offset_codes(dx: torch.Tensor, dy: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """One int64 code per shift: ``(dy + m) * (2m + 1) + (dx + m)`` for ``m = max_shift``, the
+    position of ``(dx, dy)`` in :func:`offset_grid`."""
+    side = 2 * max_shift + 1
+    return (dy + max_shift) * side + (dx + max_shift)
+
+
+def offset_grid(max_shift: int) -> list[tuple[int, int]]:
+    """Every shift ``(dx, dy)`` the jitter can draw, in code order: ``(2m + 1)^2`` of them
+    (25 for the paper's 2 pixels)."""
+    span = range(-max_shift, max_shift + 1)
+    return [(dx, dy) for dy in span for dx in span]
 
 
 def shift_images(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
@@ -187,13 +207,19 @@ class BatchLoader:
         on_data = mine.to(stored.device)
         # Move uint8 before converting: 4x less host-to-device traffic than float32.
         inputs = encoding.scale(stored[on_data].to(self.device))
+        offsets = None
         if self.max_shift:
             # Shift before normalising, so vacated pixels are black, not the mean.
             dx, dy = draw_shifts(size, self.max_shift, generator)
-            inputs = shift_images(inputs, dx[low:high], dy[low:high])
+            dx, dy = dx[low:high], dy[low:high]
+            inputs = shift_images(inputs, dx, dy)
+            offsets = offset_codes(dx, dy, self.max_shift).to(self.device)
         inputs = encoding.finish(inputs)
         return Batch(
-            inputs=inputs, labels=labels[on_data].to(self.device), indices=mine.to(self.device)
+            inputs=inputs,
+            labels=labels[on_data].to(self.device),
+            indices=mine.to(self.device),
+            offsets=offsets,
         )
 
 

@@ -27,7 +27,12 @@ from kdistill.losses.base import FeatureRequest, LossTerm, TermContext
 from kdistill.losses.logits import HardTargetLoss, LogitMatchingLoss, SoftTargetLoss
 from kdistill.losses.registry import build_term
 from kdistill.methods.common import build_model, check_model, claim_run_folder, fit_settings
-from kdistill.teachers import Teacher, load_teacher, teacher_logits_for_split
+from kdistill.teachers import (
+    Teacher,
+    cached_logits_of_batch,
+    load_teacher,
+    teacher_logits_for_split,
+)
 
 __all__ = [
     "Distiller",
@@ -43,9 +48,10 @@ __all__ = [
 class Distiller(Objective):
     """Trains ``student`` against ``teacher`` with ``terms``.
 
-    ``cached_teacher_logits`` (``[members, N, classes]``, indexed by ``batch.indices``) replaces
-    the teacher's forward pass when the transfer set is not augmented; it must not be given
-    when a term reads teacher features or needs the live teacher.
+    ``cached_teacher_logits`` replaces the teacher's forward pass: ``[members, N, classes]``
+    indexed by ``batch.indices``, or for a jittered transfer set ``[members, offsets, N,
+    classes]`` indexed by ``batch.offsets`` and ``batch.indices``; it must not be given when a
+    term reads teacher features or needs the live teacher.
     """
 
     cached_teacher_logits: torch.Tensor | None  # a buffer (register_buffer in __init__)
@@ -120,9 +126,7 @@ class Distiller(Objective):
             student_logits = self.student(batch.inputs)
             teacher_member_logits = None
             if self.cached_teacher_logits is not None:
-                teacher_member_logits = self.cached_teacher_logits[
-                    :, batch.indices.to(self.cached_teacher_logits.device)
-                ]
+                teacher_member_logits = cached_logits_of_batch(self.cached_teacher_logits, batch)
             elif self.teacher is not None:
                 with torch.no_grad():
                     teacher_member_logits = self.teacher(batch.inputs)
@@ -206,18 +210,25 @@ def terms_from_config(distill: DistillConfig) -> list[LossTerm]:
     )
 
 
-def use_cached_logits(terms: Sequence[LossTerm], max_shift: int, choice: str = "auto") -> bool:
-    """Whether the teacher's logits can be computed once: the transfer set is not augmented
-    and no term reads the live teacher (its features or gradients)."""
+def use_cached_logits(
+    terms: Sequence[LossTerm], max_shift: int, choice: str = "auto", epochs: int = 1
+) -> bool:
+    """Whether the teacher's logits are computed once instead of every step: no term reads
+    the live teacher (its features or gradients), and either the transfer set is not
+    augmented, or it is jittered and the run is long enough to repay one teacher pass per
+    shift (``epochs >= (2 max_shift + 1)^2``; ``always`` caches whatever the length)."""
     live_needed = any(
         term.needs_live_teacher or any(r.side == "teacher" for r in term.reads()) for term in terms
     )
-    if choice == "always" and max_shift > 0:
+    if choice == "always" and live_needed:
         raise KDistillError(
-            "distill.cache_teacher_logits=always with data.max_shift > 0: augmented inputs "
-            "change every epoch; use auto"
+            "distill.cache_teacher_logits=always, but a loss term reads the live teacher "
+            "(its features or gradients): use auto or never"
         )
-    return choice == "always" or (choice == "auto" and max_shift == 0 and not live_needed)
+    if choice != "auto":
+        return choice == "always"
+    shifts = (2 * max_shift + 1) ** 2
+    return not live_needed and (max_shift == 0 or epochs >= shifts)
 
 
 def check_teacher_encoding(teacher: Teacher, data: TrainingData, paths: Sequence[str]) -> None:
@@ -283,9 +294,16 @@ def distill(
         )
     terms = terms_from_config(config.distill)
     cached = None
-    if use_cached_logits(terms, config.data.max_shift, config.distill.cache_teacher_logits):
+    max_shift = config.data.max_shift
+    if use_cached_logits(
+        terms, max_shift, config.distill.cache_teacher_logits, config.train.epochs
+    ):
         cached = teacher_logits_for_split(
-            teacher, data.train, cache_dir(), device=resolve_device(config.train.device)
+            teacher,
+            data.train,
+            cache_dir(),
+            max_shift=max_shift,
+            device=resolve_device(config.train.device),
         )
     if config.distill.hint_epochs and not any(term.name == "fitnet" for term in terms):
         raise KDistillError(

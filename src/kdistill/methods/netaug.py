@@ -47,7 +47,12 @@ from kdistill.methods.common import build_model, check_model, fit_settings, writ
 from kdistill.methods.distill import check_teacher_encoding, terms_from_config, use_cached_logits
 from kdistill.models import SliceableModel, make_sliceable
 from kdistill.tasks import BatchSource
-from kdistill.teachers import Teacher, load_teacher, teacher_logits_for_split
+from kdistill.teachers import (
+    Teacher,
+    cached_logits_of_batch,
+    load_teacher,
+    teacher_logits_for_split,
+)
 
 __all__ = ["NetAugObjective", "augmented_epochs", "run_netaug"]
 
@@ -159,9 +164,7 @@ class NetAugObjective(Objective):
 
     def _teacher_logits(self, batch: Batch) -> torch.Tensor | None:
         if self.cached_teacher_logits is not None:
-            return self.cached_teacher_logits[
-                :, batch.indices.to(self.cached_teacher_logits.device)
-            ]
+            return cached_logits_of_batch(self.cached_teacher_logits, batch)
         if self.teacher is None:
             return None
         with torch.no_grad():
@@ -234,9 +237,14 @@ def run_netaug(
         settings.task.probe(teacher.members[0], data.train, f"teacher {kd.teachers[0].checkpoint}")
         terms = terms_from_config(kd)
         use_labels = kd.use_labels
-        if use_cached_logits(terms, config.data.max_shift, kd.cache_teacher_logits):
+        max_shift = config.data.max_shift
+        if use_cached_logits(terms, max_shift, kd.cache_teacher_logits, config.train.epochs):
             cached = teacher_logits_for_split(
-                teacher, data.train, cache_dir(), device=resolve_device(config.train.device)
+                teacher,
+                data.train,
+                cache_dir(),
+                max_shift=max_shift,
+                device=resolve_device(config.train.device),
             )
     augment_epochs = augmented_epochs(config.train.epochs, options.stop_fraction)
     objective = NetAugObjective(

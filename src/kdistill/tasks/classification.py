@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdistill.data import Batch, BatchLoader, Split
+from kdistill.data import Batch, BatchLoader, Split, shift_images
 from kdistill.errors import KDistillError
 from kdistill.tasks.base import Evaluation, Meter, Task, register_task
 
@@ -55,17 +55,30 @@ class ClassEvaluation(Evaluation):
 
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module, split: Split, batch_size: int = 2000, device: str | torch.device = "cpu"
+    model: nn.Module,
+    split: Split,
+    batch_size: int = 2000,
+    device: str | torch.device = "cpu",
+    shift: tuple[int, int] = (0, 0),
 ) -> torch.Tensor:
     """Logits of ``model`` for every example of ``split`` (encoded as the split says), in
-    large no-grad batches, on the CPU at the end."""
+    large no-grad batches, on the CPU at the end. ``shift = (dx, dy)`` first translates every
+    image as the training jitter does (before normalisation, vacated pixels black)."""
     was_training = model.training
     model.eval()
     outputs = []
     encoding = split.input_encoding
     for start in range(0, len(split), batch_size):
         chunk = split.inputs[start : start + batch_size].to(device, non_blocking=True)
-        outputs.append(model(encoding.encode(chunk)).float().cpu())
+        values = encoding.scale(chunk)
+        if shift != (0, 0):
+            count = len(values)
+            values = shift_images(
+                values,
+                torch.full((count,), shift[0], dtype=torch.long),
+                torch.full((count,), shift[1], dtype=torch.long),
+            )
+        outputs.append(model(encoding.finish(values)).float().cpu())
     model.train(was_training)
     if not outputs:
         return torch.empty(0)

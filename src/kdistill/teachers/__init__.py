@@ -1,6 +1,10 @@
 """Teachers (one model or an ensemble) and their cached logits."""
 
-from kdistill.teachers.cache import split_fingerprint, teacher_logits_for_split
+from kdistill.teachers.cache import (
+    cached_logits_of_batch,
+    split_fingerprint,
+    teacher_logits_for_split,
+)
 from kdistill.teachers.teacher import (
     Teacher,
     evaluate_growing_ensembles,
@@ -10,6 +14,7 @@ from kdistill.teachers.teacher import (
 
 __all__ = [
     "Teacher",
+    "cached_logits_of_batch",
     "evaluate_teacher",
     "evaluate_growing_ensembles",
     "load_teacher",

@@ -2,9 +2,14 @@
 
 When the transfer set is not augmented the teacher sees the same images every epoch, so its
 logits are computed once (large no-grad batches) and stored under a key made of the
-teacher's weights, the exact images and labels, and the transform. Training then reads
+teacher's weights, the exact images and labels, and the augmentation. Training then reads
 ``logits[:, batch.indices]`` instead of running the teacher: the same numbers, no teacher
-forward passes. Augmented transfer sets use the live teacher instead.
+forward passes.
+
+The paper's jitter is discrete: each image is shifted by one of ``(2m + 1)^2`` offsets (25 for
+``m = 2``). So a jittered transfer set keeps the cache too: the teacher runs once per offset
+on every image (``[members, offsets, N, classes]``, ~60 MB for MNIST) and training reads
+``logits[:, batch.offsets, batch.indices]``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from kdistill.data import Split
+from kdistill.data import Batch, Split, offset_grid
 from kdistill.engine.checkpoint import load_tensors, save_tensors
 from kdistill.engine.distributed import Processes, processes
 from kdistill.errors import KDistillError
@@ -38,24 +43,30 @@ def teacher_logits_for_split(
     split: Split,
     cache_dir: str | Path,
     *,
-    transform: str = "none",
+    max_shift: int = 0,
     batch_size: int = 2000,
     device: str | torch.device = "cpu",
 ) -> torch.Tensor:
-    """``[members, N, classes]`` logits of every member on ``split``, cached on disk.
+    """``[members, N, classes]`` logits of every member on ``split``, cached on disk; with
+    ``max_shift > 0``, ``[members, offsets, N, classes]``: every image under every shift of
+    :func:`~kdistill.data.offset_grid`, in its code order (see :class:`~kdistill.data.Batch`).
 
     An entry records the sha256 of its logits; one that is unreadable, of the wrong shape or
     whose content does not match its checksum (a disk fault, a hand edit, an older entry
     without one) is rebuilt, with one line on stderr saying so.
     """
+    # "none": the key of every unaugmented entry written before shifts were cached.
+    augmentation = f"shift:{max_shift}" if max_shift else "none"
     key = hashlib.sha256(
-        f"{teacher.fingerprint()}|{split_fingerprint(split)}|{transform}".encode()
+        f"{teacher.fingerprint()}|{split_fingerprint(split)}|{augmentation}".encode()
     ).hexdigest()[:32]
+    shifts = offset_grid(max_shift) if max_shift else [(0, 0)]
     path = Path(cache_dir) / "teacher-logits" / f"{key}.safetensors"
     procs = processes(torch.device(device))
     cached, problem = None, ""
     if path.exists():
-        cached, problem = _read_entry(path, len(teacher.members), len(split))
+        leading = (len(teacher.members), len(shifts)) if max_shift else (len(teacher.members),)
+        cached, problem = _read_entry(path, leading, len(split))
     # Every process must take the same branch (the gather below is collective).
     if int(procs.sum(torch.tensor(int(cached is not None)))) == procs.world_size:
         assert cached is not None
@@ -68,8 +79,13 @@ def teacher_logits_for_split(
     low, high = procs.rank * count // procs.world_size, (procs.rank + 1) * count // procs.world_size
     shard = split.subset(torch.arange(low, high))
     logits = torch.stack(
-        [predict_logits(member, shard, batch_size, device) for member in teacher.members]
+        [
+            torch.stack([predict_logits(member, shard, batch_size, device, s) for s in shifts])
+            for member in teacher.members
+        ]
     )
+    if not max_shift:
+        logits = logits[:, 0]
     if procs.distributed:
         logits = _gather_shards(logits, procs, count)
     if procs.is_main:
@@ -78,7 +94,7 @@ def teacher_logits_for_split(
             {"logits": logits},
             {
                 "kind": "teacher-logits",
-                "transform": transform,
+                "augmentation": augmentation,
                 "examples": count,
                 "sha256": logits_checksum(logits),
             },
@@ -86,17 +102,33 @@ def teacher_logits_for_split(
     return logits
 
 
+def cached_logits_of_batch(cached: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """``[members, B, classes]``: the cached logits of the batch's examples, under the shift
+    each one got when the cache holds every shift."""
+    indices = batch.indices.to(cached.device)
+    if cached.dim() == 3:
+        return cached[:, indices]
+    if batch.offsets is None:
+        raise KDistillError(
+            "the teacher's logits were cached for every shift but this batch is not jittered: "
+            "keep data.max_shift as the cache was built, or set cache_teacher_logits=never"
+        )
+    return cached[:, batch.offsets.to(cached.device), indices]
+
+
 def _gather_shards(logits: torch.Tensor, procs: Processes, count: int) -> torch.Tensor:
-    """Concatenate every process's ``[members, shard, classes]`` logits in rank order."""
+    """Concatenate every process's ``[..., shard, classes]`` logits in rank order."""
     largest = -(-count // procs.world_size)
-    padded = torch.zeros(logits.shape[0], largest, logits.shape[2], dtype=logits.dtype)
-    padded[:, : logits.shape[1]] = logits
+    padded = logits.new_zeros(*logits.shape[:-2], largest, logits.shape[-1])
+    padded[..., : logits.shape[-2], :] = logits
     pieces = procs.gather(padded)
     sizes = [
         (rank + 1) * count // procs.world_size - rank * count // procs.world_size
         for rank in range(procs.world_size)
     ]
-    return torch.cat([piece[:, :size] for piece, size in zip(pieces, sizes, strict=True)], dim=1)
+    return torch.cat(
+        [piece[..., :size, :] for piece, size in zip(pieces, sizes, strict=True)], dim=-2
+    )
 
 
 def logits_checksum(logits: torch.Tensor) -> str:
@@ -106,16 +138,19 @@ def logits_checksum(logits: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
-def _read_entry(path: Path, members: int, examples: int) -> tuple[torch.Tensor | None, str]:
+def _read_entry(
+    path: Path, leading: tuple[int, ...], examples: int
+) -> tuple[torch.Tensor | None, str]:
     """The entry's logits, or None and what is wrong with it."""
     try:
         tensors, saved = load_tensors(path)
     except KDistillError:
         return None, "was unreadable"
     logits = tensors.get("logits")
-    if logits is None or logits.dim() != 3 or tuple(logits.shape[:2]) != (members, examples):
+    expected = (*leading, examples)
+    if logits is None or logits.dim() != len(expected) + 1 or tuple(logits.shape[:-1]) != expected:
         shape = None if logits is None else tuple(logits.shape)
-        return None, f"had shape {shape}, not ({members}, {examples}, classes)"
+        return None, f"had shape {shape}, not ({', '.join(map(str, expected))}, classes)"
     if saved.get("sha256") != logits_checksum(logits):
         return None, "did not match its checksum"
     return logits, ""
