@@ -111,6 +111,7 @@ def add_bench_verb(verbs: argparse._SubParsersAction) -> None:
     )
     _add_self_online(benches)
     _add_netaug(benches)
+    _add_speed(benches)
 
 
 def _add_self_online(benches: argparse._SubParsersAction) -> None:
@@ -246,12 +247,71 @@ def _add_netaug(benches: argparse._SubParsersAction) -> None:
     )
 
 
+SPEED_EPILOG = """example (about 10 minutes on 2 quiet cores; the committed report:
+  kdistill bench speed --output-dir docs/results/speed):
+  kdistill bench speed
+  kdistill bench speed --rounds 1 --no-scaling --no-jitter --train-size 6400   # a smoke run"""
+
+
+def _add_speed(benches: argparse._SubParsersAction) -> None:
+    speed = benches.add_parser(
+        "speed",
+        help="kdistill's engine against the hand-written distillation loop, side by side",
+        description="Samples/s of the hand-written loop (live teacher) and of kdistill training "
+        "the student alone, with a cached and with a live teacher, in turns over several "
+        "rounds; FLOP/s against the same-shape matmul rate; epoch time against transfer-set "
+        "size and teacher width; the per-shift cache on a jittered transfer set; a profile.",
+        epilog=SPEED_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    speed.add_argument("--rounds", type=int, default=3, help="rounds of every row (default 3)")
+    speed.add_argument("--batch-size", type=int, default=128, help="default 128")
+    speed.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    speed.add_argument("--train-size", type=int, default=None, help="default: all 60,000")
+    speed.add_argument("--no-scaling", action="store_true", help="skip the growth tables")
+    speed.add_argument("--no-jitter", action="store_true", help="skip the per-shift cache row")
+    speed.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("runs/bench-speed"),
+        help="where README.md and results.json go (default runs/bench-speed)",
+    )
+
+
+def _run_speed(args: argparse.Namespace) -> int:
+    import sys
+
+    from kdistill.studies.speed import SpeedSettings, run_speed_benchmark, write_speed_report
+
+    if args.rounds < 1 or args.batch_size < 1:
+        raise KDistillError("--rounds and --batch-size must be at least 1")
+    command = "kdistill " + " ".join(sys.argv[1:]) if sys.argv[1:] else "kdistill bench speed"
+    results = run_speed_benchmark(
+        SpeedSettings(
+            output_dir=args.output_dir,
+            rounds=args.rounds,
+            batch_size=args.batch_size,
+            threads=args.threads,
+            scaling=not args.no_scaling,
+            jitter=not args.no_jitter,
+            train_size=args.train_size,
+            command=command,
+        )
+    )
+    report = write_speed_report(results, args.output_dir)
+    print(report.read_text())
+    print(f"report: {report}")
+    return 0
+
+
 def run_bench(args: argparse.Namespace) -> int | None:
     """Run ``kdistill bench ...``; returns None when ``args`` is not a bench verb."""
     if args.verb != "bench":
         return None
     if args.bench == "deploy":
         return _run_deploy(args)
+    if args.bench == "speed":
+        return _run_speed(args)
     if args.bench == "self-online":
         from kdistill.studies.self_online import SelfOnlineSettings, run_self_online_benchmark
 
@@ -283,7 +343,7 @@ def run_bench(args: argparse.Namespace) -> int | None:
         return 0
     if args.bench != "methods":
         raise KDistillError(
-            "kdistill bench needs a benchmark name: kdistill bench methods, self-online, netaug or deploy"
+            "kdistill bench needs a benchmark name: kdistill bench methods, self-online, netaug, deploy or speed"
         )
     from kdistill.studies.methods import BenchSettings, methods, run_methods_benchmark
 

@@ -13,10 +13,18 @@ from kdistill.config import OptimizerConfig, ScheduleConfig
 def build_optimizer(
     parameters: Iterable[torch.nn.Parameter], config: OptimizerConfig
 ) -> torch.optim.Optimizer:
+    """SGD or AdamW. The step is the multi-tensor one (``foreach``), which gives the same
+    weights as torch's per-parameter loop, which is its CPU default, in fewer kernel calls;
+    ``config.fused`` takes the single fused kernel instead (last-bit differences)."""
     parameters = [parameter for parameter in parameters if parameter.requires_grad]
+    implementation = {"fused": True} if config.fused else {"foreach": True}
     if config.name == "adamw":
         return torch.optim.AdamW(
-            parameters, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+            parameters,
+            lr=config.lr,
+            betas=config.betas,
+            weight_decay=config.weight_decay,
+            **implementation,
         )
     return torch.optim.SGD(
         parameters,
@@ -24,6 +32,7 @@ def build_optimizer(
         momentum=config.momentum,
         nesterov=config.nesterov and config.momentum > 0,
         weight_decay=config.weight_decay,
+        **implementation,
     )
 
 
