@@ -82,6 +82,21 @@ class ScheduleConfig(_Strict):
     final_lr_fraction: float = Field(0.0, ge=0, le=1)
 
 
+class EarlyStoppingConfig(_Strict):
+    """Stop before ``train.epochs`` when a metric on an evaluated split has not improved for
+    ``patience`` epochs (``train.epochs`` is then the most a run may train). The models kept
+    are those of the last epoch trained, as everywhere else."""
+
+    patience: int = Field(ge=1)
+    split: str = "validation"
+    """An evaluated split; ``validation`` needs ``data.validation_size`` (never the test set)."""
+    metric: str = "errors"
+    """A figure of the task's evaluation summary (``errors``, ``loss``, ...)."""
+    mode: Literal["min", "max"] = "min"
+    model: str | None = None
+    """Which evaluated model the metric is read from (default: the first, e.g. the student)."""
+
+
 class TrainConfig(_Strict):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(100, ge=1)
@@ -96,6 +111,7 @@ class TrainConfig(_Strict):
     threads: int | None = Field(None, ge=1)
     progress: bool = True
     tensorboard: bool = False
+    early_stopping: EarlyStoppingConfig | None = None
     checkpoint_every_steps: int | None = Field(None, ge=1)
     """Also checkpoint every this many optimizer steps inside an epoch (hour-long epochs of
     large transfer sets); a resume continues mid-epoch to the same weights. Default: after

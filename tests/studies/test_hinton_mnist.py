@@ -51,3 +51,21 @@ def test_bias_shift_search_picks_the_shift_with_fewest_validation_errors():
     shift, errors = search_bias_shift(logits, labels, [2], torch.arange(0, 4.01, 0.5))
     assert shift == 1.5
     assert errors[:3] == [2, 2, 2] and errors[3] == 0
+
+
+def test_paper_profile_trains_teachers_and_students_until_validation_stalls():
+    from kdistill.studies.hinton_mnist.plan import load_profile, stage_config
+
+    profile = load_profile("paper")
+    assert profile["teacher_epochs"] >= 500
+    for prefix, config_name in (
+        ("teacher-", "teacher"),
+        ("student-hard-", "student-hard"),
+        ("student-distilled-", "student-distilled"),
+    ):
+        config = stage_config(config_name, profile["stage_overrides"][prefix])
+        assert config.train.early_stopping is not None
+        assert config.train.early_stopping.split == "validation"
+        assert config.data.validation_size == 10_000
+    # The teacher stays jittered, as the paper's was.
+    assert stage_config("teacher", profile["stage_overrides"]["teacher-"]).data.max_shift == 2

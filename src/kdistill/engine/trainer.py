@@ -43,6 +43,7 @@ from kdistill.engine.distributed import Processes, is_main_process, processes
 from kdistill.engine.interrupt import stop_requested, stoppable
 from kdistill.engine.objective import Objective, ObjectiveOutput
 from kdistill.engine.optim import build_optimizer, learning_rate_at
+from kdistill.engine.stopping import early_stopping_target, patience_ran_out
 from kdistill.errors import KDistillError, Terminated
 from kdistill.files import atomic_write_text, folder_lock
 from kdistill.tasks import BatchSource, ClassificationTask, Task
@@ -231,7 +232,12 @@ def fit(
         elif log is not None:  # a fresh start, also when --resume finds no checkpoint
             log.path.unlink(missing_ok=True)
         started = time.perf_counter()
+        watched = early_stopping_target(
+            settings.train.early_stopping, list(objective.evaluation_models()), data
+        )
         for epoch in range(loop.start_epoch, loop.total_epochs):
+            if _stop_early(loop, result.history, settings, watched):
+                break
             record = _train_epoch(loop, epoch, settings, result.history)
             if log is not None:
                 eval_started = time.perf_counter()
@@ -248,6 +254,25 @@ def fit(
         result.seconds = time.perf_counter() - started
         _save_models(objective, data, settings, loop, result)
     return result
+
+
+def _stop_early(
+    loop: _Loop, history: list[dict[str, Any]], settings: FitSettings, watched: str | None
+) -> bool:
+    """Whether ``train.early_stopping``'s patience has run out (rank 0 decides for every
+    process under torchrun: only it evaluates)."""
+    rule = settings.train.early_stopping
+    if rule is None or watched is None:
+        return False
+    stop = int(loop.procs.is_main and patience_ran_out(history, rule, watched, settings.task.name))
+    if loop.procs.distributed:
+        stop = int(loop.procs.sum(torch.tensor(stop)))
+    if stop and loop.procs.is_main and settings.train.progress:
+        tqdm.write(
+            f"{settings.description}: stopped after epoch {len(history)}: {rule.split} "
+            f"{rule.metric} has not improved for {rule.patience} epochs"
+        )
+    return bool(stop)
 
 
 def _start(objective: Objective, data: TrainingData, settings: FitSettings) -> _Loop:

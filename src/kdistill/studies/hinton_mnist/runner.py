@@ -50,8 +50,19 @@ def run(
     seeds: list[int] = settings["seeds"]
     stages: dict[str, StageResult] = {}
 
+    # A profile may change the stages whose names start with a prefix (the paper profile:
+    # early stopping on a validation split for the teachers and the students).
+    stage_overrides: dict[str, list[str]] = settings.get("stage_overrides") or {}
+
     def stage(name: str, config_name: str, overrides: list[str]) -> StageResult:
-        stages[name] = run_stage(name, stage_config(config_name, overrides), work_dir, dataset)
+        extra = [
+            override
+            for prefix, changes in stage_overrides.items()
+            if name.startswith(prefix)
+            for override in changes
+        ]
+        config = stage_config(config_name, overrides + extra)
+        stages[name] = run_stage(name, config, work_dir, dataset)
         return stages[name]
 
     def epochs(key: str) -> str:
