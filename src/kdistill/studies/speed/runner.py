@@ -52,7 +52,8 @@ HAND = "hand-written loop, live teacher"
 PLAIN = "kdistill, student alone"
 CACHED = "kdistill, cached teacher"
 LIVE = "kdistill, live teacher"
-ROWS = (HAND, PLAIN, CACHED, LIVE)
+CACHED_FUSED = "kdistill, cached teacher, fused optimizer step"
+ROWS = (HAND, PLAIN, CACHED, LIVE, CACHED_FUSED)
 
 
 @dataclass
@@ -74,12 +75,12 @@ class SpeedSettings:
     command: str = "kdistill bench speed"
 
 
-def _train_config(batch_size: int) -> TrainConfig:
+def _train_config(batch_size: int, fused: bool = False) -> TrainConfig:
     return TrainConfig(
         epochs=1,
         batch_size=batch_size,
         eval_batch_size=2000,
-        optimizer=OptimizerConfig(name="sgd", lr=LR, momentum=0.9),
+        optimizer=OptimizerConfig(name="sgd", lr=LR, momentum=0.9, fused=fused),
         schedule=ScheduleConfig(name="constant"),
         progress=False,
     )
@@ -95,12 +96,13 @@ def _model(kind: str, seed: int, **kwargs: Any) -> nn.Module:
 
 
 def fit_samples_per_second(
-    objective: Objective, data: TrainingData, batch_size: int, seed: int = 0
+    objective: Objective, data: TrainingData, batch_size: int, seed: int = 0, fused: bool = False
 ) -> float:
     """Training samples/s of one epoch of ``objective`` on ``data`` through ``engine.fit``
     (the epoch as fit times it: batches, steps and meters; not the evaluation after it)."""
     with tempfile.TemporaryDirectory(prefix="kdistill-speed-") as folder:
-        settings = FitSettings(train=_train_config(batch_size), run_dir=Path(folder), seed=seed)
+        train = _train_config(batch_size, fused)
+        settings = FitSettings(train=train, run_dir=Path(folder), seed=seed)
         result = fit(objective, data, settings)
     return float(result.history[-1]["samples_per_second"])
 
@@ -193,6 +195,13 @@ def measure_rows(
             data,
             settings.batch_size,
             seed,
+        ),
+        CACHED_FUSED: lambda seed: fit_samples_per_second(
+            Distiller(_model("mlp", seed, **STUDENT), teacher, _terms(), cached),
+            data,
+            settings.batch_size,
+            seed,
+            fused=True,
         ),
     }
     for round_index in range(settings.rounds):
