@@ -213,7 +213,11 @@ def run_once(
                     "work folder, or delete that one to recompute it"
                 )
     result = compute()
-    atomic_write_text(path, json.dumps({"identity": identity, "result": result}, indent=2) + "\n")
+    # Under torchrun every process computes (training is collective); rank 0 writes.
+    if int(os.environ.get("RANK", "0")) == 0:
+        atomic_write_text(
+            path, json.dumps({"identity": identity, "result": result}, indent=2) + "\n"
+        )
     return result, False
 
 

@@ -10,6 +10,7 @@ import argparse
 import json
 
 from kdistill.cli.arguments import add_run_arguments, run_overrides
+from kdistill.engine import is_main_process
 
 VERBS = ("born-again", "mutual")
 
@@ -64,6 +65,8 @@ def run_procedure_verb(args: argparse.Namespace) -> int:
 
         assert isinstance(config, BornAgainRunConfig)  # validated as ``schema``
         result = run_born_again(config, args.generations, args.resume, overwrite=args.overwrite)
+        if not is_main_process():
+            return 0  # under torchrun, rank 0 reports for every process
         errors = {f"gen-{g.generation}": g.errors("test") for g in result.generations}
         ensembles = {
             f"gens-1..{k}": count for k, count in enumerate(result.ensemble_test_errors(), 1)
@@ -87,6 +90,8 @@ def run_procedure_verb(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         with_baselines=not args.no_baselines,
     )
+    if not is_main_process():
+        return 0
     line = {
         "output_dir": str(outcome.output_dir),
         "test_errors": {f"member{k}": n for k, n in enumerate(outcome.test_errors())},

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -41,6 +42,14 @@ class Processes:
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
+
+    def from_main(self, value: Any) -> Any:
+        """Rank 0's ``value`` in every process (a collective: every process must call it)."""
+        if not self.distributed:
+            return value
+        holder = [value]
+        dist.broadcast_object_list(holder, src=0)
+        return holder[0]
 
     def gather(self, tensor: torch.Tensor) -> list[torch.Tensor]:
         """``tensor`` of every process, by rank (same shape everywhere)."""

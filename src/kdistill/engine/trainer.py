@@ -253,6 +253,10 @@ def fit(
         _finish_training(loop)
         result.seconds = time.perf_counter() - started
         _save_models(objective, data, settings, loop, result)
+        # Every process returns rank 0's history (only it evaluated each epoch), and none
+        # returns before rank 0 has written the model files: what runs next (a born-again
+        # generation, a reproduction's next stage) may read them.
+        result.history = loop.procs.from_main(result.history)
     return result
 
 

@@ -34,7 +34,7 @@ from torch import nn
 
 from kdistill.config import BornAgainConfig, BornAgainRunConfig, TeacherConfig, config_digest
 from kdistill.data import DataSet, TrainingData, prepare_data
-from kdistill.engine import fit, resolve_device
+from kdistill.engine import fit, is_main_process, resolve_device
 from kdistill.engine.checkpoint import load_model
 from kdistill.engine.objective import Objective, SupervisedObjective
 from kdistill.errors import KDistillError
@@ -358,7 +358,8 @@ def _run_chain(
         )
     ]
     result = BornAgainResult(root, chain, ensembles)
-    atomic_write_text(root / SUMMARY_NAME, json.dumps(result.summary(), indent=2) + "\n")
+    if is_main_process():  # under torchrun, rank 0 writes for every process
+        atomic_write_text(root / SUMMARY_NAME, json.dumps(result.summary(), indent=2) + "\n")
     return result
 
 

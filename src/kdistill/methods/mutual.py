@@ -49,7 +49,7 @@ from kdistill.config import (
     config_digest,
 )
 from kdistill.data import Batch, DataSet, TrainingData, prepare_data
-from kdistill.engine import FitResult, fit, resolve_device
+from kdistill.engine import FitResult, fit, is_main_process, resolve_device
 from kdistill.engine.objective import Objective, ObjectiveOutput, SupervisedObjective
 from kdistill.errors import KDistillError
 from kdistill.files import atomic_write_text
@@ -352,7 +352,8 @@ def _run_cohort(
         result.history,
         seconds,
     )
-    atomic_write_text(root / SUMMARY_NAME, json.dumps(outcome.summary(), indent=2) + "\n")
+    if is_main_process():  # under torchrun, rank 0 writes for every process
+        atomic_write_text(root / SUMMARY_NAME, json.dumps(outcome.summary(), indent=2) + "\n")
     return outcome
 
 
