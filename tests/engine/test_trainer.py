@@ -189,3 +189,17 @@ def test_a_diverging_run_stops_with_a_one_line_error_before_any_checkpoint(tmp_p
     assert "\n" not in str(error.value)
     assert not (tmp_path / "checkpoint.safetensors").exists()
     assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_training_split_lives_on_an_accelerator_only_when_it_fits(mnist):
+    from kdistill.engine.device import RESIDENT_SHARE, resident_split
+
+    split = mnist.train.subset(torch.arange(100))
+    size = split.inputs.nbytes + split.labels.nbytes
+    assert resident_split(split, torch.device("cpu")) is split
+    # The meta device stands in for a GPU: no memory, same placement rule.
+    meta = torch.device("meta")
+    moved = resident_split(split, meta, free_bytes=int(size / RESIDENT_SHARE) + 1)
+    assert moved.inputs.device == meta and moved.labels.device == meta
+    assert moved.input_encoding == split.input_encoding
+    assert resident_split(split, meta, free_bytes=int(size / RESIDENT_SHARE) - 1) is split

@@ -38,7 +38,7 @@ from kdistill.engine.checkpoint import (
     save_model,
     save_tensors,
 )
-from kdistill.engine.device import resolve_device
+from kdistill.engine.device import resident_split, resolve_device
 from kdistill.engine.distributed import Processes, is_main_process, processes
 from kdistill.engine.interrupt import stop_requested, stoppable
 from kdistill.engine.objective import Objective, ObjectiveOutput
@@ -291,7 +291,7 @@ def _start(objective: Objective, data: TrainingData, settings: FitSettings) -> _
     torch.manual_seed(settings.seed)
     objective.to(device)
     loader = settings.task.loader(
-        data.train,
+        resident_split(data.train, device),
         config.batch_size,
         shuffle=True,
         seed=settings.seed,
