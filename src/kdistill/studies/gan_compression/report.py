@@ -108,7 +108,7 @@ def render_report(report: dict[str, Any]) -> str:
         "input (here the same noise and class) plus the MSE between the teacher's intermediate "
         "features and the student's mapped to the teacher's channels by learnable 1x1 "
         "convolutions. Here: a class-conditional DCGAN-style generator (teacher channels "
-        "128-64-32, student 32-16-8), a projection discriminator (16-32 channels; the distilled "
+        "96-48-24, student 24-12-6), a projection discriminator (16-32 channels; the distilled "
         "students start theirs from the teacher's, as in the paper), the non-saturating GAN "
         "loss, Adam (lr 2e-4, betas 0.5/0.999), batch 64, reconstruction weight 10, feature "
         "weight 1 on `blocks.0` and `blocks.1`. Both players take one simultaneous step per "

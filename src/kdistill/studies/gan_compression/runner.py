@@ -76,6 +76,8 @@ def log(message: str) -> None:
 def _row(stage: StageResult) -> dict[str, Any]:
     """What the report keeps of one stage: the last epoch's test metrics and its time."""
     metrics = stage.metrics()
+    model = next(iter(stage.final))
+    first = stage.history[0][model]["test"] if stage.history else None
     return {
         "frechet_distance": metrics["frechet_distance"],
         "accuracy": metrics["accuracy"],
@@ -84,11 +86,7 @@ def _row(stage: StageResult) -> dict[str, Any]:
         "samples": metrics["total"],
         "seconds": round(stage.seconds, 1),
         "epochs": len(stage.history),
-        "first_epoch_frechet_distance": stage.history[0][
-            "model" if "model" in stage.final else "student"
-        ]["test"]["frechet_distance"]
-        if stage.history
-        else None,
+        "first_epoch_frechet_distance": first["frechet_distance"] if first else None,
     }
 
 
