@@ -18,7 +18,7 @@ from tests.conftest import mnist_subset
 
 TRAIN = {
     "batch_size": 32,
-    "optimizer": {"name": "adamw", "lr": 0.0005, "betas": [0.5, 0.999], "weight_decay": 0.0},
+    "optimizer": {"name": "adamw", "lr": 0.001, "betas": [0.5, 0.999], "weight_decay": 0.0},
     "schedule": {"name": "constant"},
     "progress": False,
     "threads": 1,
@@ -56,7 +56,7 @@ def classifier(mnist, tmp_path_factory):
             "data": {"name": "mnist"},
             "model": {"name": "cnn", "kwargs": {"channels": [8, 16]}},
             "train": {
-                "epochs": 1,
+                "epochs": 2,
                 "batch_size": 50,
                 "progress": False,
                 "threads": 1,
@@ -64,7 +64,7 @@ def classifier(mnist, tmp_path_factory):
             },
         }
     )
-    run(config, dataset=mnist_subset(mnist, 2000, 1000))
+    run(config, dataset=mnist_subset(mnist, 3000, 1000))
     return folder / "model.safetensors"
 
 
@@ -78,6 +78,7 @@ def _gan_config(folder, classifier, channels=8, epochs=3, **extra):
         "gan": {
             "classifier": str(classifier),
             "eval_samples": 500,
+            "loss": "hinge",
             "discriminator": {"name": "cgan-discriminator", "kwargs": {"channels": 8}},
         },
         **extra,

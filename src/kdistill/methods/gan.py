@@ -41,7 +41,7 @@ from kdistill.methods.common import (
     fit_settings,
 )
 from kdistill.methods.distill import Distiller, build_terms, check_teacher_encoding
-from kdistill.tasks.generation import AdversarialOutputs, GenerationTask
+from kdistill.tasks.generation import AdversarialOutputs, GenerationTask, generator_sizes
 from kdistill.teachers import Teacher, load_teacher
 from kdistill.teachers.feature_space import load_feature_space
 
@@ -104,12 +104,13 @@ class GanObjective(Objective):
     ) -> None:
         super().__init__()
         self.generator = generator
+        self.noise_size, _ = generator_sizes(generator)
         self.discriminator = discriminator
         self.loss = loss
         self.name = name
 
     def forward(self, batch: Batch) -> ObjectiveOutput:
-        fake = self.generator(sample_noise(batch, self.generator.noise_size), batch.labels)
+        fake = self.generator(sample_noise(batch, self.noise_size), batch.labels)
         losses, outputs = adversarial_losses(self.discriminator, batch, fake, self.loss)
         return ObjectiveOutput(losses, outputs)
 
@@ -138,12 +139,13 @@ class GanDistiller(Distiller):
                 f"GAN distillation takes one teacher generator, got {len(teacher.members)}: "
                 "list one entry in distill.teachers"
             )
+        self.noise_size, _ = generator_sizes(student, "student generator")
         self.discriminator = discriminator
         self.loss = loss
         self.adversarial_weight = adversarial_weight
 
     def forward(self, batch: Batch) -> ObjectiveOutput:
-        noise = sample_noise(batch, self.student.noise_size)
+        noise = sample_noise(batch, self.noise_size)
         stack, captures = self._captures()
         teacher = self.teacher_view
         assert teacher is not None

@@ -38,6 +38,7 @@ __all__ = [
     "GenerationTask",
     "frechet_distance",
     "generate",
+    "generator_sizes",
     "precision_recall",
     "psd_matrix_sqrt",
 ]
@@ -118,6 +119,20 @@ class FeatureSpace:
         return torch.cat(features), torch.cat(logits)
 
 
+def generator_sizes(model: nn.Module, role: str = "generator") -> tuple[int, int]:
+    """``(noise_size, num_classes)`` of a conditional generator, or a one-line error naming
+    ``role`` when the model does not declare them."""
+    noise_size = getattr(model, "noise_size", None)
+    num_classes = getattr(model, "num_classes", None)
+    if not isinstance(noise_size, int) or not isinstance(num_classes, int):
+        raise KDistillError(
+            f"{role} ({type(model).__name__}) is not a conditional generator: the "
+            "generation task needs a model with int attributes noise_size and num_classes, "
+            "called as model(noise, labels) (e.g. model.name: cgan-generator)"
+        )
+    return noise_size, num_classes
+
+
 @torch.no_grad()
 def generate(
     generator: nn.Module, count: int, seed: int, batch_size: int, device: torch.device
@@ -125,8 +140,9 @@ def generate(
     """``count`` images of ``generator`` in evaluation mode, classes ``0, 1, ..., 0, 1, ...``
     (balanced), noise drawn from ``seed``: the same noise and classes for every model and
     epoch. Returns ``(images on the CPU, labels)``."""
-    noise = torch.randn(count, generator.noise_size, generator=torch.Generator().manual_seed(seed))
-    labels = torch.arange(count) % generator.num_classes
+    noise_size, num_classes = generator_sizes(generator)
+    noise = torch.randn(count, noise_size, generator=torch.Generator().manual_seed(seed))
+    labels = torch.arange(count) % num_classes
     was_training = generator.training
     generator.eval()
     images = [
@@ -293,14 +309,7 @@ class GenerationTask(Task):
         )
 
     def probe(self, model: nn.Module, split: Split, role: str) -> int:
-        noise_size = getattr(model, "noise_size", None)
-        num_classes = getattr(model, "num_classes", None)
-        if not isinstance(noise_size, int) or not isinstance(num_classes, int):
-            raise KDistillError(
-                f"{role} ({type(model).__name__}) is not a conditional generator: the "
-                "generation task needs a model with int attributes noise_size and num_classes, "
-                "called as model(noise, labels) (e.g. model.name: cgan-generator)"
-            )
+        noise_size, num_classes = generator_sizes(model, role)
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         expected = list(split.inputs.shape[1:])
         was_training = model.training

@@ -16,7 +16,7 @@ from torch import nn
 from kdistill.files import atomic_write_bytes
 from kdistill.models import count_parameters
 from kdistill.models.gan import count_macs
-from kdistill.tasks.generation import generate
+from kdistill.tasks.generation import generate, generator_sizes
 
 LATENCY_REPEATS = 30
 GRID_COLUMNS = 6
@@ -24,8 +24,9 @@ GRID_COLUMNS = 6
 
 def _latency_ms(model: nn.Module, batch: int, repeats: int) -> float:
     """Median wall time of one no-grad forward pass of ``batch`` examples on one CPU thread."""
-    noise = torch.randn(batch, model.noise_size, generator=torch.Generator().manual_seed(0))
-    labels = torch.arange(batch) % model.num_classes
+    noise_size, num_classes = generator_sizes(model)
+    noise = torch.randn(batch, noise_size, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(batch) % num_classes
     model.eval()
     times = []
     with torch.no_grad():
@@ -47,7 +48,7 @@ def size_and_latency(
     try:
         rows = {}
         for role, model in (("teacher", teacher), ("student", student)):
-            noise = torch.zeros(1, model.noise_size)
+            noise = torch.zeros(1, generator_sizes(model)[0])
             labels = torch.zeros(1, dtype=torch.long)
             rows[role] = {
                 "parameters": count_parameters(model),
@@ -70,7 +71,7 @@ def save_grid(path: Path, models: dict[str, nn.Module], seed: int = 0) -> None:
     the same noise and classes (row = class), named above the panel."""
     panels = []
     for name, model in models.items():
-        classes = model.num_classes
+        classes = generator_sizes(model)[1]
         count = classes * GRID_COLUMNS
         images, labels = generate(model, count, seed, count, torch.device("cpu"))
         # generate() cycles the classes; order rows by class, columns by noise.
@@ -81,15 +82,15 @@ def save_grid(path: Path, models: dict[str, nn.Module], seed: int = 0) -> None:
         panel = panel.permute(0, 2, 1, 3).reshape(classes * height, GRID_COLUMNS * width)
         panels.append((name, Image.fromarray(panel.numpy(), mode="L")))
     gap, caption = 8, 14
-    width = sum(panel.width for _, panel in panels) + gap * (len(panels) + 1)
-    height = max(panel.height for _, panel in panels) + caption + 2 * gap
+    width = sum(picture.width for _, picture in panels) + gap * (len(panels) + 1)
+    height = max(picture.height for _, picture in panels) + caption + 2 * gap
     canvas = Image.new("L", (width, height), color=255)
     draw = ImageDraw.Draw(canvas)
     left = gap
-    for name, panel in panels:
+    for name, picture in panels:
         draw.text((left, gap // 2), name, fill=0)
-        canvas.paste(panel, (left, gap + caption))
-        left += panel.width + gap
+        canvas.paste(picture, (left, gap + caption))
+        left += picture.width + gap
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())
