@@ -6,7 +6,12 @@ from pathlib import Path
 import pytest
 
 from kdistill.config import DistillRunConfig, TrainRunConfig, load_config
-from kdistill.studies.gan_compression.plan import STUDENTS, student_config, teacher_config
+from kdistill.studies.gan_compression.plan import (
+    STUDENTS,
+    recipe,
+    student_config,
+    teacher_config,
+)
 from kdistill.studies.gan_compression.report import render_report, summarise, verdicts
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "gan-compression"
@@ -75,6 +80,8 @@ def test_report_renders_every_row_and_the_grid():
         "command": "kdistill bench gan-compression",
         "machine": "test",
         "wall_seconds_this_invocation": 1.0,
+        "load_average_1_5_15_min": {"start": [1.0, 1.0, 1.0], "end": [2.0, 2.0, 2.0]},
+        "recipe": recipe("fashion-mnist"),
         "rule": "last epoch",
         "train_size": 100,
         "subset_seed": 1,
@@ -97,3 +104,5 @@ def test_report_renders_every_row_and_the_grid():
     assert "not Inception-FID" in text and "(grid-fashion-mnist.png)" in text
     assert text.count("| Student") == len(STUDENTS)
     assert "10.00% test error" in text
+    assert "teacher channels 96-48-24, student 24-12-6" in text
+    assert "`blocks.0` (weight 1), `blocks.1` (weight 1)" in text

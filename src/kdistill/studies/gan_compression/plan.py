@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from kdistill.config import RunConfig, apply_overrides, parse_config
+from kdistill.config import DistillRunConfig, RunConfig, apply_overrides, parse_config
 
 CONFIGS = Path(__file__).parent / "configs"
 
@@ -71,3 +71,28 @@ def student_config(
             f"distill.teachers=[{{checkpoint: '{teacher_dir / 'model.safetensors'}'}}]",
         ]
     return parse_config(apply_overrides(raw, overrides))
+
+
+def recipe(data: str) -> dict[str, Any]:
+    """What the report says of the set-up, read from the configs it trains (never typed twice)."""
+    teacher = teacher_config(data, 1, Path("classifier"))
+    student = student_config(data, "all", 0, 1, Path("classifier"), Path("teacher"))
+    assert teacher.gan is not None and isinstance(student, DistillRunConfig)
+    optimizer = teacher.train.optimizer
+    features = [term for term in student.distill.terms if term.kind == "generator_features"]
+    reconstruction = [term for term in student.distill.terms if term.kind == "reconstruction"]
+    return {
+        "teacher_channels": teacher.model.kwargs["channels"],
+        "student_channels": student.model.kwargs["channels"],
+        "discriminator_channels": teacher.gan.discriminator.kwargs.get("channels"),
+        "loss": teacher.gan.loss,
+        "optimizer": f"{optimizer.name} lr {optimizer.lr:g}, betas {list(optimizer.betas)}",
+        "batch_size": teacher.train.batch_size,
+        "reconstruction_weight": reconstruction[0].weight if reconstruction else None,
+        "feature_weights": {
+            f"{term.model_extra.get('student')}": term.weight
+            for term in features
+            if term.model_extra is not None
+        },
+        "eval_samples": teacher.gan.eval_samples,
+    }

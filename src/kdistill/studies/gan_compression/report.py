@@ -99,30 +99,47 @@ def _size_table(sizes: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_report(report: dict[str, Any]) -> str:
-    summary = report["summary"]
-    parts = [
-        "# GAN Compression: a 1/4-width conditional generator distilled from its teacher\n",
+def _setup(recipe: dict[str, Any]) -> str:
+    teacher, student = recipe["teacher_channels"], recipe["student_channels"]
+    features = ", ".join(
+        f"`{path}` (weight {weight:g})" for path, weight in recipe["feature_weights"].items()
+    )
+    return (
         "GAN Compression (Li et al., CVPR 2020, eq. 4) trains a smaller generator with its "
         "adversarial loss plus an L1 reconstruction loss to the teacher's output for the same "
         "input (here the same noise and class) plus the MSE between the teacher's intermediate "
         "features and the student's mapped to the teacher's channels by learnable 1x1 "
         "convolutions. Here: a class-conditional DCGAN-style generator (teacher channels "
-        "96-48-24, student 24-12-6), a projection discriminator (16-32 channels; the distilled "
-        "students start theirs from the teacher's, as in the paper), the non-saturating GAN "
-        "loss, Adam (lr 2e-4, betas 0.5/0.999), batch 64, reconstruction weight 10, feature "
-        "weight 1 on `blocks.0` and `blocks.1`. Both players take one simultaneous step per "
-        "batch on the one training engine (see `kdistill.methods.gan`).\n",
+        f"{4 * teacher}-{2 * teacher}-{teacher}, student {4 * student}-{2 * student}-{student}), "
+        f"a projection discriminator ({recipe['discriminator_channels']}-"
+        f"{2 * recipe['discriminator_channels']} channels; the distilled students start theirs "
+        f"from the teacher's, as in the paper), the {recipe['loss']} GAN loss, "
+        f"{recipe['optimizer']}, batch {recipe['batch_size']}, reconstruction weight "
+        f"{recipe['reconstruction_weight']:g}, feature distillation on {features}. Both players "
+        "take one simultaneous step per batch on the one training engine (the discriminator's "
+        "loss sees the images detached, the generator's sees the discriminator frozen; see "
+        "`kdistill.methods.gan`).\n"
+    )
+
+
+def render_report(report: dict[str, Any]) -> str:
+    summary = report["summary"]
+    parts = [
+        "# GAN Compression: a 1/4-width conditional generator distilled from its teacher\n",
+        _setup(report["recipe"]),
         "**The metrics are not Inception-FID.** They are computed in the feature space of a "
         "kdistill CNN classifier (16-32 channels, global average pool; features: the pooled "
         "map, the input of its linear head) trained on the whole training set of each data set: "
-        "Frechet distance between the 10,000 test images and generated images (balanced "
+        "Frechet distance between the 10,000 test images and "
+        f"{report['recipe']['eval_samples']:,} generated images (balanced "
         "classes, fixed noise), accuracy of generated samples (the classifier's prediction vs "
         "the class asked for), and precision/recall (Kynkaanniemi et al. 2019, k = 3) against "
         "as many test images.\n",
         f"**Command:** `{report['command']}`  \n**Machine:** {report['machine']}  \n"
         f"**Wall time of this invocation:** {report['wall_seconds_this_invocation']:.0f} s "
-        "(stages already done are read back)  \n"
+        "(stages already done are read back); load average (1/5/15 min) "
+        f"{report['load_average_1_5_15_min']['start']} at the start, "
+        f"{report['load_average_1_5_15_min']['end']} at the end  \n"
         f"**Rule:** {report['rule']}.  \n"
         f"**Data:** GANs on a stratified {report['train_size']:,}-image training subset (subset "
         f"seed {report['subset_seed']}), {report['epochs']} epochs; seeds {report['seeds']}.\n",

@@ -13,6 +13,7 @@ by this invocation (never cached).
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from kdistill.studies.gan_compression.measure import save_grid, size_and_latency
 from kdistill.studies.gan_compression.plan import (
     STUDENTS,
     classifier_config,
+    recipe,
     student_config,
     teacher_config,
 )
@@ -94,6 +96,7 @@ def run_gan_benchmark(settings: GanBenchSettings) -> dict[str, Any]:
     """Train (or read back) every stage and write ``results.json``, ``README.md`` and the grids."""
     torch.set_num_threads(1)
     started = time.perf_counter()
+    load_at_start = os.getloadavg()
     log(f"seeds {settings.seeds}, epochs {settings.epochs}, train size {settings.train_size}")
     output = settings.output_dir
     output.mkdir(parents=True, exist_ok=True)
@@ -154,6 +157,11 @@ def run_gan_benchmark(settings: GanBenchSettings) -> dict[str, Any]:
     report = {
         "command": settings.command_line(),
         "machine": machine() + "; shared with other jobs",
+        "load_average_1_5_15_min": {
+            "start": [round(value, 2) for value in load_at_start],
+            "end": [round(value, 2) for value in os.getloadavg()],
+        },
+        "recipe": recipe(settings.datasets[0]),
         "wall_seconds_this_invocation": round(wall, 1),
         "rule": (
             f"metrics of the generator after the last epoch ({settings.epochs}) on the test "
