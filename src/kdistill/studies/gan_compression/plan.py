@@ -81,7 +81,9 @@ def recipe(data: str) -> dict[str, Any]:
     optimizer = teacher.train.optimizer
     features = [term for term in student.distill.terms if term.kind == "generator_features"]
     reconstruction = [term for term in student.distill.terms if term.kind == "reconstruction"]
+    classifier = classifier_config(data, 1)
     return {
+        "classifier": f"{classifier.model.name} {classifier.model.kwargs}",
         "teacher_channels": teacher.model.kwargs["channels"],
         "student_channels": student.model.kwargs["channels"],
         "discriminator_channels": teacher.gan.discriminator.kwargs.get("channels"),

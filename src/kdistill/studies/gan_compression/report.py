@@ -128,8 +128,8 @@ def render_report(report: dict[str, Any]) -> str:
         "# GAN Compression: a 1/4-width conditional generator distilled from its teacher\n",
         _setup(report["recipe"]),
         "**The metrics are not Inception-FID.** They are computed in the feature space of a "
-        "kdistill CNN classifier (16-32 channels, global average pool; features: the pooled "
-        "map, the input of its linear head) trained on the whole training set of each data set: "
+        f"kdistill classifier ({report['recipe']['classifier']}, global average pool; features: "
+        "the pooled map, the input of its linear head) trained on the whole training set of each data set: "
         "Frechet distance between the 10,000 test images and "
         f"{report['recipe']['eval_samples']:,} generated images (balanced "
         "classes, fixed noise), accuracy of generated samples (the classifier's prediction vs "
