@@ -88,7 +88,10 @@ def recipe(data: str) -> dict[str, Any]:
         "student_channels": student.model.kwargs["channels"],
         "discriminator_channels": teacher.gan.discriminator.kwargs.get("channels"),
         "loss": teacher.gan.loss,
-        "optimizer": f"{optimizer.name} lr {optimizer.lr:g}, betas {list(optimizer.betas)}",
+        "optimizer": (
+            f"{optimizer.name} lr {optimizer.lr:g}, betas {list(optimizer.betas)}, "
+            f"{teacher.train.schedule.name} schedule"
+        ),
         "batch_size": teacher.train.batch_size,
         "reconstruction_weight": reconstruction[0].weight if reconstruction else None,
         "feature_weights": {

@@ -192,6 +192,6 @@ def render_report(report: dict[str, Any]) -> str:
     parts.append(
         "Deltas are paired by seed (the same seed's scratch student); “k/n lower” counts the "
         "seeds where the row's Frechet distance is below the scratch student's. Seconds are "
-        "wall time on the shared machine. Per-seed figures are in `results.json`.\n"
+        "the engine's per-epoch training and evaluation times summed, on the shared machine. Per-seed figures are in `results.json`.\n"
     )
     return "\n".join(parts)

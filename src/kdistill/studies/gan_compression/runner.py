@@ -86,7 +86,11 @@ def _row(stage: StageResult) -> dict[str, Any]:
         "precision": metrics["precision"],
         "recall": metrics["recall"],
         "samples": metrics["total"],
-        "seconds": round(stage.seconds, 1),
+        # The engine's own per-epoch timings (training + evaluation), which a resumed stage
+        # keeps; the stage's wall time would count only its last process.
+        "seconds": round(
+            sum(record["seconds"] + record.get("eval_seconds", 0.0) for record in stage.history), 1
+        ),
         "epochs": len(stage.history),
         "first_epoch_frechet_distance": first["frechet_distance"] if first else None,
     }
