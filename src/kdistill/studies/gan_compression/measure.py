@@ -66,6 +66,18 @@ def size_and_latency(
     return {**rows, "teacher_over_student": ratios, "repeats": repeats, "threads": 1}
 
 
+def l1_to_teacher(
+    student: nn.Module, teacher: nn.Module, count: int = 1000, seed: int = 0
+) -> float:
+    """Mean absolute pixel difference between the student's and the teacher's images for the
+    same noise and classes (``count`` of them, balanced; the reconstruction term's quantity,
+    GAN Compression eq. 2, measured after training)."""
+    cpu = torch.device("cpu")
+    student_images, _ = generate(student, count, seed, 500, cpu)
+    teacher_images, _ = generate(teacher, count, seed, 500, cpu)
+    return round(float((student_images - teacher_images).abs().mean()), 5)
+
+
 def save_grid(path: Path, models: dict[str, nn.Module], seed: int = 0) -> None:
     """One PNG: a panel per model (teacher first), each ``classes x GRID_COLUMNS`` images from
     the same noise and classes (row = class), named above the panel."""

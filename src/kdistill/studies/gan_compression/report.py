@@ -12,7 +12,7 @@ from typing import Any
 from kdistill.studies.gan_compression.plan import STUDENT_LABELS
 
 DATASET_LABELS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
-METRICS = ("frechet_distance", "accuracy", "precision", "recall")
+METRICS = ("frechet_distance", "accuracy", "precision", "recall", "l1_to_teacher")
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -164,11 +164,11 @@ def render_report(report: dict[str, Any]) -> str:
         parts.append(f"## {label}\n")
         lines = [
             "| Generator | Frechet distance (classifier features) | Accuracy of generated % | "
-            "Precision | Recall | Δ FD vs scratch | s / run |",
-            "|---|---|---|---|---|---|---|",
+            "Precision | Recall | L1 to the teacher's image | Δ FD vs scratch | s / run |",
+            "|---|---|---|---|---|---|---|---|",
             f"| Teacher (seed 0) | {teacher['frechet_distance']:.3f} | "
             f"{100 * teacher['accuracy']:.2f} | {teacher['precision']:.3f} | "
-            f"{teacher['recall']:.3f} | — | {teacher['seconds']:.0f} |",
+            f"{teacher['recall']:.3f} | 0 | — | {teacher['seconds']:.0f} |",
         ]
         for student, row in rows.items():
             delta = (
@@ -180,7 +180,8 @@ def render_report(report: dict[str, Any]) -> str:
             accuracy = (100 * row["accuracy"][0], 100 * row["accuracy"][1])
             lines.append(
                 f"| {STUDENT_LABELS[student]} | {_pm(row['frechet_distance'])} | "
-                f"{_pm(accuracy, 2)} | {_pm(row['precision'])} | {_pm(row['recall'])} | {delta} | "
+                f"{_pm(accuracy, 2)} | {_pm(row['precision'])} | {_pm(row['recall'])} | "
+                f"{_pm(row['l1_to_teacher'], 4)} | {delta} | "
                 f"{row['seconds']:.0f} |"
             )
         parts.append("\n".join(lines) + "\n")
@@ -190,7 +191,9 @@ def render_report(report: dict[str, Any]) -> str:
             "per noise vector.\n"
         )
     parts.append(
-        "Deltas are paired by seed (the same seed's scratch student); “k/n lower” counts the "
+        "L1 to the teacher's image: the mean absolute pixel difference (pixels in [0, 1]) "
+        "between the student's and the teacher's images for the same 1,000 noise vectors and "
+        "classes. Deltas are paired by seed (the same seed's scratch student); “k/n lower” counts the "
         "seeds where the row's Frechet distance is below the scratch student's. Seconds are "
         "the engine's per-epoch training and evaluation times summed, on the shared machine. Per-seed figures are in `results.json`.\n"
     )

@@ -24,7 +24,7 @@ import torch
 from kdistill.data import load_dataset
 from kdistill.engine.checkpoint import load_model
 from kdistill.files import atomic_write_text, cache_dir
-from kdistill.studies.gan_compression.measure import save_grid, size_and_latency
+from kdistill.studies.gan_compression.measure import l1_to_teacher, save_grid, size_and_latency
 from kdistill.studies.gan_compression.plan import (
     STUDENTS,
     classifier_config,
@@ -105,6 +105,7 @@ def run_gan_benchmark(settings: GanBenchSettings) -> dict[str, Any]:
     output = settings.output_dir
     output.mkdir(parents=True, exist_ok=True)
     subsets, classifiers, teachers, teacher_dirs, classifier_rows = {}, {}, {}, {}, {}
+    teacher_models: dict[str, torch.nn.Module] = {}
     for name in settings.datasets:
         full = load_dataset(name, cache_dir=cache_dir())
         subsets[name] = subset(full, settings.train_size)
@@ -123,6 +124,7 @@ def run_gan_benchmark(settings: GanBenchSettings) -> dict[str, Any]:
             subsets[name],
         )
         teacher_dirs[name] = stage.run_dir
+        teacher_models[name] = load_model(stage.model_path())[0]
         teachers[name] = _row(stage)
         log(f"[{name}] teacher: FD {teachers[name]['frechet_distance']}")
     cells: dict[str, dict[str, list[dict[str, Any]]]] = {
@@ -141,7 +143,11 @@ def run_gan_benchmark(settings: GanBenchSettings) -> dict[str, Any]:
                     settings.work_dir / name / f"seed-{seed}",
                     subsets[name],
                 )
-                cells[name][student].append(_row(stage))
+                row = _row(stage)
+                row["l1_to_teacher"] = l1_to_teacher(
+                    load_model(stage.model_path())[0], teacher_models[name]
+                )
+                cells[name][student].append(row)
                 if seed == settings.seeds[0]:
                     student_dirs[name][student] = stage.model_path()
                 if not stage.cached:
