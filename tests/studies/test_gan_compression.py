@@ -72,6 +72,8 @@ def test_verdict_follows_the_paired_frechet_distances():
     assert "**lowered**" in line and "2/2 seeds lower" in line
     cells["mnist"]["all"] = [_run(11.0), _run(12.5)]
     assert "**did not lower**" in verdicts(summarise(cells))[0]
+    cells["mnist"]["all"] = [_run(6.0), _run(12.5)]  # -4 and +0.5: lower on average only
+    assert "**lowered on average only**" in verdicts(summarise(cells))[0]
 
 
 def test_report_renders_every_row_and_the_grid():
