@@ -11,7 +11,13 @@ from typing import Any
 
 import yaml
 
-from kdistill.config import DistillRunConfig, RunConfig, apply_overrides, parse_config
+from kdistill.config import (
+    DistillRunConfig,
+    RunConfig,
+    TrainRunConfig,
+    apply_overrides,
+    parse_config,
+)
 
 CONFIGS = Path(__file__).parent / "configs"
 
@@ -77,7 +83,9 @@ def recipe(data: str) -> dict[str, Any]:
     """What the report says of the set-up, read from the configs it trains (never typed twice)."""
     teacher = teacher_config(data, 1, Path("classifier"))
     student = student_config(data, "all", 0, 1, Path("classifier"), Path("teacher"))
-    assert teacher.gan is not None and isinstance(student, DistillRunConfig)
+    assert isinstance(teacher, TrainRunConfig) and isinstance(student, DistillRunConfig)
+    gan = teacher.gan
+    assert gan is not None
     optimizer = teacher.train.optimizer
     features = [term for term in student.distill.terms if term.kind == "generator_features"]
     reconstruction = [term for term in student.distill.terms if term.kind == "reconstruction"]
@@ -86,8 +94,8 @@ def recipe(data: str) -> dict[str, Any]:
         "classifier": f"{classifier.model.name} {classifier.model.kwargs}",
         "teacher_channels": teacher.model.kwargs["channels"],
         "student_channels": student.model.kwargs["channels"],
-        "discriminator_channels": teacher.gan.discriminator.kwargs.get("channels"),
-        "loss": teacher.gan.loss,
+        "discriminator_channels": gan.discriminator.kwargs.get("channels"),
+        "loss": gan.loss,
         "optimizer": (
             f"{optimizer.name} lr {optimizer.lr:g}, betas {list(optimizer.betas)}, "
             f"{teacher.train.schedule.name} schedule"
@@ -99,5 +107,5 @@ def recipe(data: str) -> dict[str, Any]:
             for term in features
             if term.model_extra is not None
         },
-        "eval_samples": teacher.gan.eval_samples,
+        "eval_samples": gan.eval_samples,
     }
