@@ -253,6 +253,48 @@ class NetAugConfig(_Strict):
         return self
 
 
+# --- Generative adversarial training (task: generation; GAN Compression) ---------------------
+
+
+class GanConfig(_Strict):
+    """A class-conditional GAN (``task: generation``): ``model`` is the generator, this section
+    its discriminator, the adversarial loss and the classifier whose feature space measures
+    the samples (GAN Compression, Li et al., CVPR 2020, for ``kdistill distill``)."""
+
+    classifier: str
+    """A classifier's model file written by ``kdistill train`` on the same data set: its
+    features give the Frechet distance (not Inception-FID) and its predictions the accuracy
+    of generated samples."""
+    feature_layer: str = "classifier"
+    """Module path of the classifier whose ``feature_kind`` gives the features (``cnn``: the
+    input of ``classifier``, the pooled map)."""
+    feature_kind: Literal["input", "output"] = "input"
+    discriminator: ModelConfig = Field(
+        default_factory=lambda: ModelConfig(name="cgan-discriminator")
+    )
+    discriminator_init: str | None = None
+    """A ``discriminator.safetensors`` to start from (the paper starts the student's
+    discriminator from the teacher's); default: a fresh one."""
+    loss: Literal["non-saturating", "hinge"] = "non-saturating"
+    adversarial_weight: float = Field(1.0, ge=0)
+    """Weight of the generator's adversarial loss (GAN Compression's lambda_cGAN = 1)."""
+    eval_samples: int = Field(2000, ge=10)
+    """Generated samples per evaluation (balanced classes, fixed noise)."""
+    eval_seed: int = 0
+    nearest_k: int = Field(3, ge=1)
+    """k of the k-nearest-neighbour balls of precision and recall."""
+
+
+def _check_gan(config: RunConfig, gan: GanConfig | None) -> None:
+    if config.task == "generation" and gan is None:
+        raise ValueError(
+            "task generation needs a gan section with gan.classifier (a kdistill classifier "
+            "of this data set)"
+        )
+    if gan is not None and config.task != "generation":
+        raise ValueError("a gan section needs task: generation")
+
+
 class RunConfig(_Strict):
     """What every run has: seed, output folder, data, model, training settings and task.
 
@@ -278,13 +320,27 @@ class RunConfig(_Strict):
 
 
 class TrainRunConfig(RunConfig):
-    """``kdistill train``: one model on the labels."""
+    """``kdistill train``: one model on the labels (or a GAN, with ``task: generation``)."""
+
+    gan: GanConfig | None = None
+
+    @model_validator(mode="after")
+    def _gan_for_generation(self) -> TrainRunConfig:
+        _check_gan(self, self.gan)
+        return self
 
 
 class DistillRunConfig(RunConfig):
     """``kdistill distill``: a student (``model``) from teachers (``distill``)."""
 
     distill: DistillConfig
+    gan: GanConfig | None = None
+    """With ``task: generation``: the student generator's adversarial side (GAN Compression)."""
+
+    @model_validator(mode="after")
+    def _gan_for_generation(self) -> DistillRunConfig:
+        _check_gan(self, self.gan)
+        return self
 
 
 class BornAgainRunConfig(RunConfig):

@@ -15,6 +15,7 @@ import torch
 from kdistill.errors import KDistillError
 from kdistill.losses.base import LossTerm, TermContext
 from kdistill.losses.features import HintLoss, NeuronSelectivityLoss
+from kdistill.losses.generators import GeneratorFeatureLoss, ReconstructionLoss
 from kdistill.losses.gradients import AttentionTransferLoss, InputGradientLoss
 from kdistill.losses.logits import (
     DecoupledKDLoss,
@@ -47,6 +48,8 @@ BUILTIN_TERMS = {
     "rkd_distance": RelationalDistanceLoss,
     "rkd_angle": RelationalAngleLoss,
     "sp": SimilarityPreservingLoss,
+    "reconstruction": ReconstructionLoss,
+    "generator_features": GeneratorFeatureLoss,
 }
 
 OPTIONS = {
@@ -63,6 +66,8 @@ OPTIONS = {
     "rkd_distance": {},
     "rkd_angle": {"student": "pen", "teacher": "pen"},
     "sp": {"student": "a", "teacher": "b"},
+    "reconstruction": {},
+    "generator_features": {"student": "blocks.0", "teacher": "blocks.0"},
 }
 
 
@@ -93,7 +98,8 @@ def test_unknown_kind_lists_known_kinds() -> None:
         build_term("fitnets", 1.0)
     message = str(error.value)
     assert message.startswith("unknown loss term kind 'fitnets'")
-    assert "ab, at, dkd, fitnet, grad_at, hard_targets" in message and "\n" not in message
+    assert "ab, at, dkd, fitnet, generator_features, grad_at, hard_targets" in message
+    assert "\n" not in message
 
 
 def test_unknown_option_lists_accepted_options() -> None:
@@ -133,7 +139,7 @@ def test_term_modules_import_first_without_a_cycle() -> None:
     code = (
         "import kdistill.losses.logits\n"
         "from kdistill.losses.registry import TERM_REGISTRY, build_term\n"
-        "assert len(TERM_REGISTRY) == 13, sorted(TERM_REGISTRY)\n"
+        "assert len(TERM_REGISTRY) == 15, sorted(TERM_REGISTRY)\n"
         "build_term('soft_targets', 1.0)\n"
     )
     result = subprocess.run(

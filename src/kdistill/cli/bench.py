@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from kdistill.cli.bench_gan import add_gan_compression, run_gan_compression
 from kdistill.errors import KDistillError
 from kdistill.studies.methods import catalogue
 
@@ -112,6 +113,7 @@ def add_bench_verb(verbs: argparse._SubParsersAction) -> None:
     _add_self_online(benches)
     _add_netaug(benches)
     _add_speed(benches)
+    add_gan_compression(benches)
 
 
 def _add_self_online(benches: argparse._SubParsersAction) -> None:
@@ -341,9 +343,12 @@ def run_bench(args: argparse.Namespace) -> int | None:
             )
         )
         return 0
+    if args.bench == "gan-compression":
+        return run_gan_compression(args)
     if args.bench != "methods":
         raise KDistillError(
-            "kdistill bench needs a benchmark name: kdistill bench methods, self-online, netaug, deploy or speed"
+            "kdistill bench needs a benchmark name: kdistill bench methods, self-online, netaug, "
+            "gan-compression, deploy or speed"
         )
     from kdistill.studies.methods import BenchSettings, methods, run_methods_benchmark
 

@@ -227,6 +227,13 @@ def _run(args: argparse.Namespace) -> int:
         if args.model_spec:
             recipe = {"name": args.model_spec, "kwargs": _yaml_mapping(args.model_kwargs)}
         loaded = [load_model(path, recipe) for path in args.model]
+        for path, (_, meta) in zip(args.model, loaded, strict=True):
+            if meta.get("task") in ("generation", "discriminator"):
+                raise KDistillError(
+                    f"{path} is a GAN's {meta['task'] == 'generation' and 'generator' or 'discriminator'}: "
+                    "kdistill evaluate measures classifiers; a generator's metrics are in its "
+                    "run's final.json and metrics.jsonl"
+                )
         models = [model for model, _ in loaded]
         for model in models:
             if shifts:

@@ -9,6 +9,7 @@ from kdistill.engine import FitResult
 from kdistill.errors import KDistillError
 from kdistill.methods.born_again import BornAgainResult, run_born_again
 from kdistill.methods.distill import Distiller, build_terms, distill
+from kdistill.methods.gan import GanDistiller, GanObjective, run_gan
 from kdistill.methods.mutual import MutualObjective, MutualResult, run_mutual, train_alone
 from kdistill.methods.netaug import NetAugObjective, run_netaug
 from kdistill.methods.supervised import train
@@ -16,6 +17,8 @@ from kdistill.methods.supervised import train
 __all__ = [
     "BornAgainResult",
     "Distiller",
+    "GanDistiller",
+    "GanObjective",
     "MutualObjective",
     "MutualResult",
     "NetAugObjective",
@@ -23,6 +26,7 @@ __all__ = [
     "distill",
     "run",
     "run_born_again",
+    "run_gan",
     "run_mutual",
     "run_netaug",
     "train",
@@ -38,7 +42,9 @@ def run(
     dataset: DataSet | None = None,
 ) -> FitResult:
     """Train, distil or train with network augmentation, as the config's type says (the
-    engine call of a single-model stage)."""
+    engine call of a single-model stage); ``task: generation`` trains a GAN (``run_gan``)."""
+    if isinstance(config, TrainRunConfig | DistillRunConfig) and config.task == "generation":
+        return run_gan(config, resume=resume, overwrite=overwrite, dataset=dataset)
     if isinstance(config, NetAugRunConfig):
         return run_netaug(config, resume=resume, dataset=dataset)
     if isinstance(config, DistillRunConfig):

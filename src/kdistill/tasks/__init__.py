@@ -19,12 +19,14 @@ from kdistill.tasks.classification import (
     predict_logits,
     without_confusion,
 )
+from kdistill.tasks.generation import GenerationTask  # registers "generation"
 
 __all__ = [
     "BatchSource",
     "ClassEvaluation",
     "ClassificationTask",
     "Evaluation",
+    "GenerationTask",
     "Meter",
     "Task",
     "create_task",
