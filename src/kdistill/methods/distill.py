@@ -27,7 +27,12 @@ from kdistill.losses.base import FeatureRequest, LossTerm, TermContext
 from kdistill.losses.logits import HardTargetLoss, LogitMatchingLoss, SoftTargetLoss
 from kdistill.losses.registry import build_term
 from kdistill.methods.common import build_model, check_model, claim_run_folder, fit_settings
-from kdistill.teachers import Teacher, load_teacher, teacher_logits_for_split
+from kdistill.teachers import (
+    Teacher,
+    load_teacher,
+    teacher_features_for_split,
+    teacher_logits_for_split,
+)
 
 __all__ = [
     "Distiller",
@@ -57,6 +62,7 @@ class Distiller(Objective):
         terms: Sequence[LossTerm],
         cached_teacher_logits: torch.Tensor | None = None,
         use_labels: bool = True,
+        cached_teacher_features: dict[FeatureRequest, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         if not terms:
@@ -66,8 +72,12 @@ class Distiller(Objective):
         self.terms = nn.ModuleList(terms)
         self.use_labels = use_labels
         self.requests = sorted({request for term in terms for request in term.reads()}, key=str)
+        # Teacher features computed once ([N, ...] by example, see teacher_features_for_split)
+        # replace the teacher's forward pass like cached logits do.
+        self.cached_teacher_features = cached_teacher_features or {}
         needs_live = any(term.needs_live_teacher for term in terms) or any(
-            request.side == "teacher" for request in self.requests
+            request.side == "teacher" and request not in self.cached_teacher_features
+            for request in self.requests
         )
         if cached_teacher_logits is not None and needs_live:
             raise KDistillError(
@@ -101,7 +111,9 @@ class Distiller(Objective):
         captures: dict[str, object] = {}
         for side, model in (("student", self.student), ("teacher", self.teacher_view)):
             paths = [
-                (request.path, request.kind) for request in self.requests if request.side == side
+                (request.path, request.kind)
+                for request in self.requests
+                if request.side == side and request not in self.cached_teacher_features
             ]
             if paths:
                 if model is None:
@@ -127,7 +139,9 @@ class Distiller(Objective):
                 with torch.no_grad():
                     teacher_member_logits = self.teacher(batch.inputs)
             features = {
-                request: captures[request.side].get(request.path, request.kind)  # type: ignore[attr-defined]
+                request: self._cached_feature(request, batch)
+                if request in self.cached_teacher_features
+                else captures[request.side].get(request.path, request.kind)  # type: ignore[attr-defined]
                 for request in self.requests
             }
         context = TermContext(
@@ -146,6 +160,15 @@ class Distiller(Objective):
             if term.weight != 0
         }
         return ObjectiveOutput(losses, student_logits)
+
+    def _cached_feature(self, request: FeatureRequest, batch: Batch) -> torch.Tensor:
+        """The cached teacher feature of the batch's examples; for token ids cut after the
+        batch's last real token, their first positions (the cache holds full-length texts)."""
+        stored = self.cached_teacher_features[request]
+        feature = stored[batch.indices.to(stored.device)].to(batch.inputs.device)
+        if batch.inputs.dtype == torch.int64 and feature.dim() >= 3:
+            feature = feature[:, : batch.inputs.shape[1]]
+        return feature
 
     def prepare(self, batch: Batch) -> None:
         with torch.no_grad():
@@ -283,9 +306,18 @@ def distill(
         )
     terms = terms_from_config(config.distill)
     cached = None
-    if use_cached_logits(terms, config.data.max_shift, config.distill.cache_teacher_logits):
+    features = None
+    if config.distill.cache_teacher_features:
+        features = _teacher_features(config, terms, teacher, data)
+    if features is not None or use_cached_logits(
+        terms, config.data.max_shift, config.distill.cache_teacher_logits
+    ):
         cached = teacher_logits_for_split(
-            teacher, data.train, cache_dir(), device=resolve_device(config.train.device)
+            teacher,
+            data.train,
+            cache_dir(),
+            batch_size=config.train.eval_batch_size,
+            device=resolve_device(config.train.device),
         )
     if config.distill.hint_epochs and not any(term.name == "fitnet" for term in terms):
         raise KDistillError(
@@ -306,6 +338,7 @@ def distill(
             terms,
             cached_teacher_logits=cached,
             use_labels=config.distill.use_labels,
+            cached_teacher_features=features,
         )
         settings.description = f"distill {run_dir.name}"
         settings.metadata = {
@@ -313,6 +346,37 @@ def distill(
             "teacher_cache": cached is not None,
         }
         return fit(objective, data, settings, resume=resume)
+
+
+def _teacher_features(
+    config: DistillRunConfig, terms: Sequence[LossTerm], teacher: Teacher, data: TrainingData
+) -> dict[FeatureRequest, torch.Tensor]:
+    """``distill.cache_teacher_features``: every teacher feature the terms read, computed once
+    on the transfer set (refused where the teacher's inputs change or a term needs more)."""
+    if config.data.max_shift or config.distill.hint_epochs:
+        raise KDistillError(
+            "distill.cache_teacher_features needs a fixed transfer set and one stage: set "
+            "data.max_shift=0 and distill.hint_epochs=0, or cache_teacher_features=false"
+        )
+    live = [term.name for term in terms if term.needs_live_teacher]
+    if live:
+        raise KDistillError(
+            f"distill.cache_teacher_features: term(s) {', '.join(live)} need the live teacher "
+            "(gradients or weights), not only its features: set cache_teacher_features=false"
+        )
+    requests = sorted(
+        {request for term in terms for request in term.reads() if request.side == "teacher"},
+        key=str,
+    )
+    view = teacher.members[0] if len(teacher.members) == 1 else teacher
+    tensors = teacher_features_for_split(
+        view,
+        data.train,
+        [(request.path, request.kind) for request in requests],
+        batch_size=config.train.eval_batch_size,
+        device=resolve_device(config.train.device),
+    )
+    return {request: tensors[(request.path, request.kind)] for request in requests}
 
 
 def _hint_stage(

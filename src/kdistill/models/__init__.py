@@ -3,6 +3,7 @@
 from kdistill.models import cnn as _cnn  # noqa: F401  (registers "cnn")
 from kdistill.models import mlp as _mlp  # noqa: F401  (registers "mlp")
 from kdistill.models import sliceable as _sliceable  # noqa: F401  (registers "sliceable-*")
+from kdistill.models import text as _text  # noqa: F401  (registers "minilm", "bert")
 from kdistill.models.cnn import SmallCNN
 from kdistill.models.mlp import MLP
 from kdistill.models.registry import count_parameters, create_model, list_models, register_model

@@ -19,6 +19,7 @@ from kdistill.tasks.classification import (
     predict_logits,
     without_confusion,
 )
+from kdistill.tasks.text_classification import SentenceEmbeddingTask, TextClassificationTask
 
 __all__ = [
     "BatchSource",
@@ -26,7 +27,9 @@ __all__ = [
     "ClassificationTask",
     "Evaluation",
     "Meter",
+    "SentenceEmbeddingTask",
     "Task",
+    "TextClassificationTask",
     "create_task",
     "evaluate_classifier",
     "evaluate_logits",

@@ -1,6 +1,10 @@
 """Teachers (one model or an ensemble) and their cached logits."""
 
-from kdistill.teachers.cache import split_fingerprint, teacher_logits_for_split
+from kdistill.teachers.cache import (
+    split_fingerprint,
+    teacher_features_for_split,
+    teacher_logits_for_split,
+)
 from kdistill.teachers.teacher import (
     Teacher,
     evaluate_growing_ensembles,
@@ -14,5 +18,6 @@ __all__ = [
     "evaluate_growing_ensembles",
     "load_teacher",
     "split_fingerprint",
+    "teacher_features_for_split",
     "teacher_logits_for_split",
 ]

@@ -14,11 +14,13 @@ import sys
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from kdistill.data import Split
 from kdistill.engine.checkpoint import load_tensors, save_tensors
 from kdistill.engine.distributed import Processes, processes
 from kdistill.errors import KDistillError
+from kdistill.losses.hooks import FeatureCapture
 from kdistill.tasks import predict_logits
 from kdistill.teachers.teacher import Teacher
 
@@ -119,3 +121,36 @@ def _read_entry(path: Path, members: int, examples: int) -> tuple[torch.Tensor |
     if saved.get("sha256") != logits_checksum(logits):
         return None, "did not match its checksum"
     return logits, ""
+
+
+@torch.no_grad()
+def teacher_features_for_split(
+    model: nn.Module,
+    split: Split,
+    paths: list[tuple[str, str]],
+    *,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> dict[tuple[str, str], torch.Tensor]:
+    """The tensors a frozen teacher produces at ``paths`` (``(module path, kind)``) for every
+    example of ``split``, stacked ``[N, ...]`` in split order, in memory.
+
+    For a transfer set without augmentation the teacher's features are the same every epoch,
+    so feature terms (TinyBERT, MiniLM, FitNet ...) can read them like cached logits instead
+    of running the teacher each step. Token inputs are passed at the split's full length: a
+    batch cut after its last real token reads the first positions (padding is masked, so the
+    real positions do not depend on it).
+    """
+    was_training = model.training
+    model.eval().to(device)
+    pieces: dict[tuple[str, str], list[torch.Tensor]] = {request: [] for request in paths}
+    encoding = split.input_encoding
+    with FeatureCapture(model, paths) as capture:
+        for start in range(0, len(split), batch_size):
+            chunk = split.inputs[start : start + batch_size].to(device)
+            model(encoding.encode(chunk))
+            for request in paths:
+                pieces[request].append(capture.get(*request).detach().float().cpu())
+            capture.clear()
+    model.train(was_training)
+    return {request: torch.cat(chunks) for request, chunks in pieces.items()}
