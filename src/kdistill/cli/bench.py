@@ -270,7 +270,7 @@ def _add_language(benches: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     language.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    language.add_argument("--student-epochs", type=int, default=5)
+    language.add_argument("--student-epochs", type=int, default=4)
     language.add_argument("--teacher-epochs", type=int, default=2)
     language.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     language.add_argument("--no-embedding", action="store_true", help="skip embedding distillation")

@@ -201,7 +201,10 @@ def self_attention_relation(
     b = second.reshape(batch, length, heads, size).transpose(1, 2)
     scores = a @ b.transpose(-1, -2) / math.sqrt(size)
     scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
-    return F.log_softmax(scores.float(), dim=-1)
+    # Half-precision scores (autocast) are softmaxed in float32; float64 stays float64.
+    if scores.dtype in (torch.float16, torch.bfloat16):
+        scores = scores.float()
+    return F.log_softmax(scores, dim=-1)
 
 
 def relation_kl(

@@ -31,7 +31,7 @@ TEACHER = "teacher"
 @dataclass(frozen=True)
 class LanguageBenchSettings:
     seeds: tuple[int, ...] = (0, 1)
-    student_epochs: int = 5
+    student_epochs: int = 4
     teacher_epochs: int = 2
     variants: tuple[str, ...] = tuple(VARIANTS)
     embedding: bool = True
