@@ -47,6 +47,8 @@ class TextConfig(_Strict):
     """Share of the de-duplicated articles held out for test, stratified by topic."""
     split_seed: int = Field(0, ge=0)
     """Which stratified train/test split (repeat over several for the spread)."""
+    tokenizer: Literal["minilm", "smollm2"] = "minilm"
+    """MiniLM's WordPiece (encoders) or SmolLM2's BPE (causal LMs distilled from SmolLM2)."""
     unlabelled_fortunes: int = Field(0, ge=0)
     """Add this many ``fortunes`` quotations to the training split, unlabelled (label -100):
     a transfer set of training articles plus unlabelled text."""

@@ -29,10 +29,13 @@ from kdistill.data.packages import (
     BBC_PACKAGE,
     FORTUNES_PACKAGE,
     MINILM_PACKAGE,
+    SMOLLM2_PACKAGE,
     package_folder,
 )
 from kdistill.data.subsets import stratified_indices
 from kdistill.errors import KDistillError
+from kdistill.files import atomic_write_text
+from kdistill.files import cache_dir as default_cache_dir
 
 __all__ = [
     "BBC_TOPICS",
@@ -124,9 +127,28 @@ def load_tokenizer(cache_dir: str | Path | None = None) -> Any:
     )
 
 
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def load_smollm2_tokenizer(cache_dir: str | Path | None = None) -> Any:
+    """SmolLM2's tokenizer (byte-level BPE, 49,152 ids), read from the GGUF's metadata once
+    and cached as tokenizer files (reading the GGUF takes a minute)."""
+    transformers = require_transformers()
+    folder = default_cache_dir(cache_dir) / "models" / "smollm2-tokenizer"
+    done = folder / ".built"
+    if not (done.is_file() and done.read_text().strip() == SMOLLM2_PACKAGE.sha256):
+        source = package_folder(SMOLLM2_PACKAGE, cache_dir)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(source), gguf_file=SMOLLM2_GGUF)
+        folder.mkdir(parents=True, exist_ok=True)
+        tokenizer.save_pretrained(str(folder))
+        atomic_write_text(done, SMOLLM2_PACKAGE.sha256 + "\n")
+    return transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+
+
 def tokenize(tokenizer: Any, texts: list[str], max_length: int) -> torch.Tensor:
-    """int64 token ids ``[N, max_length]``: cut to ``max_length`` (with ``[CLS]`` and
-    ``[SEP]``), padded with the tokenizer's pad id."""
+    """int64 token ids ``[N, max_length]``: cut to ``max_length`` (MiniLM adds ``[CLS]`` and
+    ``[SEP]``), padded with id 0 whatever the tokenizer's pad token (BERT's ``[PAD]``,
+    SmolLM2's ``<|endoftext|>``, which prose never contains): models mask ``ids != 0``."""
     if not texts:
         return torch.zeros(0, max_length, dtype=torch.int64)
     encoded = tokenizer(
@@ -134,10 +156,11 @@ def tokenize(tokenizer: Any, texts: list[str], max_length: int) -> torch.Tensor:
         padding="max_length",
         truncation=True,
         max_length=max_length,
-        return_attention_mask=False,
+        return_attention_mask=True,
         return_token_type_ids=False,
     )
-    return torch.tensor(encoded["input_ids"], dtype=torch.int64)
+    ids = torch.tensor(encoded["input_ids"], dtype=torch.int64)
+    return ids.masked_fill(torch.tensor(encoded["attention_mask"]) == 0, 0)
 
 
 def bbc_split_indices(
@@ -156,13 +179,17 @@ def load_bbc(text: TextConfig, cache_dir: str | Path | None = None) -> DataSet:
     """BBC News topics as token ids; the training split gains ``text.unlabelled_fortunes``
     quotations labelled -100 when asked (the test split never does)."""
     texts, labels = read_bbc_articles(cache_dir)
-    tokenizer = load_tokenizer(cache_dir)
+    tokenizer = (
+        load_smollm2_tokenizer(cache_dir)
+        if text.tokenizer == "smollm2"
+        else load_tokenizer(cache_dir)
+    )
     ids = tokenize(tokenizer, texts, text.max_length)
     train_at, test_at = bbc_split_indices(labels, text.test_fraction, text.split_seed)
     all_labels = torch.from_numpy(labels)
     train = Split(ids[train_at], all_labels[train_at])
     test = Split(ids[test_at], all_labels[test_at])
-    name = f"bbc(split {text.split_seed}, {text.max_length} tokens)"
+    name = f"bbc(split {text.split_seed}, {text.max_length} {text.tokenizer} tokens)"
     if text.unlabelled_fortunes:
         quotes = read_fortunes(cache_dir)
         if text.unlabelled_fortunes > len(quotes):

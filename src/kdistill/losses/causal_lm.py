@@ -28,8 +28,11 @@ import torch
 import torch.nn.functional as F
 
 from kdistill.errors import KDistillError
+from kdistill.losses.base import LossTerm, TermContext, register_term
 
 __all__ = [
+    "NextTokenCrossEntropy",
+    "TokenDivergence",
     "collapse_to_top_k",
     "forward_kl",
     "generalized_jsd",
@@ -133,3 +136,78 @@ def next_token_cross_entropy(
     """``-log q(x_t | x_<t)`` averaged over the real positions (the baseline objective)."""
     per_token = F.cross_entropy(logits.transpose(1, 2).float(), targets, reduction="none")
     return masked_token_mean(per_token, mask)
+
+
+# --- Loss terms on a causal LM's logits [B, T, V] (position t predicts token t + 1) ---------
+
+
+def _next_token_view(context: TermContext, pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(targets [B, T-1], mask [B, T-1])``: each position predicts the next real token."""
+    ids = context.inputs
+    if ids.dtype != torch.int64 or ids.dim() != 2 or context.student_logits.dim() != 3:
+        raise KDistillError(
+            "causal-LM terms need token ids [batch, tokens] and logits [batch, tokens, vocab]: "
+            "use task: language-modeling with a causal LM (model.name: llama)"
+        )
+    targets = ids[:, 1:]
+    return targets, targets != pad_token_id
+
+
+@register_term
+class NextTokenCrossEntropy(LossTerm):
+    """``-log q(x_{t+1} | x_<=t)`` over the real next tokens: the student-alone objective."""
+
+    name = "lm_cross_entropy"
+
+    def __init__(self, pad_token_id: int = 0, weight: float = 1.0) -> None:
+        super().__init__(weight)
+        self.pad_token_id = pad_token_id
+
+    def forward(self, context: TermContext) -> torch.Tensor:
+        targets, mask = _next_token_view(context, self.pad_token_id)
+        return next_token_cross_entropy(context.student_logits[:, :-1], targets, mask)
+
+
+@register_term
+class TokenDivergence(LossTerm):
+    """Forward KL, reverse KL or GKD's JSD(beta) between the teacher's and the student's
+    next-token distributions at ``temperature``, over the real positions; with ``top_k`` the
+    teacher keeps its ``k`` largest probabilities and the rest as one mass (the sparse form a
+    top-k cache serves). The teacher runs on each batch: a dense logit cache of a 49k
+    vocabulary would not fit in memory."""
+
+    name = "lm_divergence"
+    needs_live_teacher = True
+
+    def __init__(
+        self,
+        divergence: str = "forward_kl",
+        beta: float = 0.5,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        pad_token_id: int = 0,
+        weight: float = 1.0,
+    ) -> None:
+        super().__init__(weight)
+        if divergence not in DIVERGENCES:
+            raise KDistillError(
+                f"lm_divergence: divergence={divergence!r}: use one of {', '.join(DIVERGENCES)}"
+            )
+        if divergence == "jsd" and not 0 < beta < 1:
+            raise KDistillError(f"lm_divergence: beta={beta}: use 0 < beta < 1")
+        self.divergence, self.beta, self.temperature = divergence, beta, temperature
+        self.top_k, self.pad_token_id = top_k, pad_token_id
+
+    def forward(self, context: TermContext) -> torch.Tensor:
+        _, mask = _next_token_view(context, self.pad_token_id)
+        teacher_logits = context.teacher_logits
+        if teacher_logits is None:
+            raise KDistillError("lm_divergence needs a teacher: add distill.teachers")
+        student_log = F.log_softmax(context.student_logits[:, :-1].float() / self.temperature, -1)
+        if self.top_k is not None:
+            top, ids = teacher_top_k(teacher_logits[:, :-1], self.top_k, self.temperature)
+            teacher_log, student_log = collapse_to_top_k(top, ids, student_log)
+        else:
+            teacher_log = F.log_softmax(teacher_logits[:, :-1].float() / self.temperature, -1)
+        per_token = token_divergence(self.divergence, teacher_log, student_log, self.beta)
+        return masked_token_mean(per_token, mask) * self.temperature**2

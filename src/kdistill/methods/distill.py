@@ -27,6 +27,7 @@ from kdistill.losses.base import FeatureRequest, LossTerm, TermContext
 from kdistill.losses.logits import HardTargetLoss, LogitMatchingLoss, SoftTargetLoss
 from kdistill.losses.registry import build_term
 from kdistill.methods.common import build_model, check_model, claim_run_folder, fit_settings
+from kdistill.models.causal_lm import check_same_vocabulary
 from kdistill.teachers import (
     Teacher,
     load_teacher,
@@ -299,6 +300,8 @@ def distill(
     teacher_outputs = settings.task.probe(
         teacher.members[0], data.train, f"teacher {config.distill.teachers[0].checkpoint}"
     )
+    if settings.task.name == "language-modeling":
+        check_same_vocabulary(teacher_outputs, student_outputs)
     if teacher_outputs != student_outputs:
         raise KDistillError(
             f"the teacher outputs {teacher_outputs} classes and the student {student_outputs}: "

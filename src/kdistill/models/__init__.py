@@ -1,5 +1,6 @@
 """Model registry and the built-in models (MLP, small CNN, their width-sliceable versions)."""
 
+from kdistill.models import causal_lm as _causal_lm  # noqa: F401  (registers "smollm2", "llama")
 from kdistill.models import cnn as _cnn  # noqa: F401  (registers "cnn")
 from kdistill.models import mlp as _mlp  # noqa: F401  (registers "mlp")
 from kdistill.models import sliceable as _sliceable  # noqa: F401  (registers "sliceable-*")

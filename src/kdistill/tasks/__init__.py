@@ -19,6 +19,7 @@ from kdistill.tasks.classification import (
     predict_logits,
     without_confusion,
 )
+from kdistill.tasks.language_modeling import LanguageModelingTask
 from kdistill.tasks.text_classification import SentenceEmbeddingTask, TextClassificationTask
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "ClassEvaluation",
     "ClassificationTask",
     "Evaluation",
+    "LanguageModelingTask",
     "Meter",
     "SentenceEmbeddingTask",
     "Task",
