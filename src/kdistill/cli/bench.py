@@ -275,6 +275,13 @@ def _add_language(benches: argparse._SubParsersAction) -> None:
     language.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     language.add_argument("--no-embedding", action="store_true", help="skip embedding distillation")
     language.add_argument("--train-fraction", type=float, default=1.0)
+    language.add_argument(
+        "--part", choices=["encoder", "lm", "all"], default="all", help="which half to run"
+    )
+    language.add_argument("--lm-epochs", type=int, default=2)
+    language.add_argument(
+        "--lm-train-fraction", type=float, default=0.1, help="share of articles the LMs see"
+    )
     language.add_argument("--work-dir", type=Path, default=Path("runs/bench-language"))
     language.add_argument("--output-dir", type=Path, default=Path("docs/results/language"))
 
@@ -292,6 +299,9 @@ def _run_language(args: argparse.Namespace) -> int:
             train_fraction=args.train_fraction,
             work_dir=args.work_dir,
             report_dir=args.output_dir,
+            part=args.part,
+            lm_epochs=args.lm_epochs,
+            lm_train_fraction=args.lm_train_fraction,
         )
     )
     print(f"report: {args.output_dir / 'README.md'}")

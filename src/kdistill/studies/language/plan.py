@@ -41,12 +41,19 @@ class LanguageBenchSettings:
     report_dir: Path = Path("docs/results/language")
     latency_texts: int = 64
     """Test articles each model's CPU latency is timed on (one article per call)."""
+    part: str = "all"
+    """``encoder``, ``lm`` or ``all``."""
+    lm_epochs: int = 2
+    lm_train_fraction: float = 0.1
+    """Share of the training articles the causal-LM students see (the teacher is slow)."""
 
     def identity(self) -> dict[str, Any]:
         return {
             "student_epochs": self.student_epochs,
             "teacher_epochs": self.teacher_epochs,
             "train_fraction": self.train_fraction,
+            "lm_epochs": self.lm_epochs,
+            "lm_train_fraction": self.lm_train_fraction,
         }
 
 

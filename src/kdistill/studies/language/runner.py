@@ -20,6 +20,7 @@ from kdistill.config import RunConfig
 from kdistill.data import DataSet, load_dataset
 from kdistill.engine.checkpoint import load_model
 from kdistill.files import cache_dir, run_once
+from kdistill.studies.language.lm import run_lm_part
 from kdistill.studies.language.measures import embedding_probes, latency_and_size
 from kdistill.studies.language.plan import (
     EMBEDDING,
@@ -67,14 +68,24 @@ def run_language_benchmark(settings: LanguageBenchSettings) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     datasets = _Datasets()
     started = time.perf_counter()
-    teacher_run = teacher_config(settings)
-    teacher = run_stage(TEACHER, teacher_run, work, datasets.get(teacher_run))
     results: dict[str, Any] = {
         "settings": {**settings.identity(), "seeds": list(settings.seeds)},
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} thread(s), torch {torch.__version__}",
-        "teacher": _stage_record(teacher),
-        "students": {},
+        "machine": f"{platform.machine()}, 1 thread, torch {torch.__version__}",
     }
+    if settings.part in ("encoder", "all"):
+        results.update(_encoder_part(settings, datasets))
+    if settings.part in ("lm", "all"):
+        results["lm"] = run_lm_part(settings, datasets.get, {})
+    results["total_seconds_this_call"] = round(time.perf_counter() - started, 1)
+    write_report(results, settings)
+    return results
+
+
+def _encoder_part(settings: LanguageBenchSettings, datasets: _Datasets) -> dict[str, Any]:
+    work = settings.work_dir
+    teacher_run = teacher_config(settings)
+    teacher = run_stage(TEACHER, teacher_run, work, datasets.get(teacher_run))
+    results: dict[str, Any] = {"teacher": _stage_record(teacher), "students": {}}
     for variant in settings.variants:
         for seed in settings.seeds:
             config = student_config(variant, seed, teacher.model_path(), settings)
@@ -95,8 +106,6 @@ def run_language_benchmark(settings: LanguageBenchSettings) -> dict[str, Any]:
             )
             results["embedding"][str(seed)] = record
     results["latency"] = _latencies(settings, teacher, results, datasets, teacher_run)
-    results["total_seconds_this_call"] = round(time.perf_counter() - started, 1)
-    write_report(results, settings)
     return results
 
 
