@@ -101,3 +101,14 @@ def test_split_takes_token_ids_but_not_other_integer_shapes():
     Split(torch.zeros(3, 5, dtype=torch.int64), torch.zeros(3, dtype=torch.int64))
     with pytest.raises(KDistillError, match="token ids must be int64"):
         Split(torch.zeros(3, 5, 2, dtype=torch.int64), torch.zeros(3, dtype=torch.int64))
+
+
+def test_smollm2_tokenizer_from_the_gguf_pads_with_zero():
+    from kdistill.data.text import load_smollm2_tokenizer, tokenize
+
+    tokenizer = load_smollm2_tokenizer()
+    assert len(tokenizer) == 49_152
+    ids = tokenize(tokenizer, ["Shares in the company rose.", "Hi"], 8)
+    assert ids.shape == (2, 8) and int(ids[1, -1]) == 0
+    real = ids[0][ids[0] != 0].tolist()
+    assert tokenizer.decode(real) == "Shares in the company rose."
