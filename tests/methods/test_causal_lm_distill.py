@@ -75,8 +75,9 @@ def setting(tmp_path, monkeypatch):
     [
         {"kind": "lm_divergence", "divergence": "forward_kl"},
         {"kind": "lm_divergence", "divergence": "jsd", "beta": 0.5, "top_k": 8},
+        {"kind": "lm_divergence", "divergence": "reverse_kl", "top_k": 8, "cached_top_k": True},
     ],
-    ids=["forward-kl", "sparse-jsd"],
+    ids=["forward-kl", "sparse-jsd", "cached-top-k-reverse-kl"],
 )
 def test_student_moves_towards_the_teacher(tmp_path, setting, term):
     teacher_file, dataset = setting

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from kdistill.errors import KDistillError
-from kdistill.losses.base import LossTerm, TermContext, register_term
+from kdistill.losses.base import FeatureRequest, LossTerm, TermContext, register_term
 
 __all__ = [
     "NextTokenCrossEntropy",
@@ -44,6 +44,10 @@ __all__ = [
 ]
 
 DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
+TOP_K_LOG_PROBS = FeatureRequest("teacher", "<top-k log-probabilities>")
+TOP_K_IDS = FeatureRequest("teacher", "<top-k token ids>")
+"""How a teacher top-k cache reaches the terms: as cached teacher "features" ``[N, T, k]``,
+served by example like any cached feature (no module has these paths)."""
 
 
 def masked_token_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -185,10 +189,17 @@ class TokenDivergence(LossTerm):
         beta: float = 0.5,
         temperature: float = 1.0,
         top_k: int | None = None,
+        cached_top_k: bool = False,
         pad_token_id: int = 0,
         weight: float = 1.0,
     ) -> None:
         super().__init__(weight)
+        if cached_top_k and top_k is None:
+            raise KDistillError("lm_divergence: cached_top_k needs top_k (e.g. top_k: 64)")
+        # From the cache the teacher never runs during training.
+        self.cached_top_k = cached_top_k
+        self.needs_live_teacher = not cached_top_k
+        self.reads_teacher_logits = not cached_top_k
         if divergence not in DIVERGENCES:
             raise KDistillError(
                 f"lm_divergence: divergence={divergence!r}: use one of {', '.join(DIVERGENCES)}"
@@ -198,8 +209,20 @@ class TokenDivergence(LossTerm):
         self.divergence, self.beta, self.temperature = divergence, beta, temperature
         self.top_k, self.pad_token_id = top_k, pad_token_id
 
+    def reads(self) -> list[FeatureRequest]:
+        return [TOP_K_LOG_PROBS, TOP_K_IDS] if self.cached_top_k else []
+
     def forward(self, context: TermContext) -> torch.Tensor:
         _, mask = _next_token_view(context, self.pad_token_id)
+        if self.cached_top_k:
+            student_log = F.log_softmax(
+                context.student_logits[:, :-1].float() / self.temperature, -1
+            )
+            top = context.features[TOP_K_LOG_PROBS][:, :-1].float()
+            ids = context.features[TOP_K_IDS][:, :-1].long()
+            teacher_log, student_log = collapse_to_top_k(top, ids, student_log)
+            per_token = token_divergence(self.divergence, teacher_log, student_log, self.beta)
+            return masked_token_mean(per_token, mask) * self.temperature**2
         teacher_logits = context.teacher_logits
         if teacher_logits is None:
             raise KDistillError("lm_divergence needs a teacher: add distill.teachers")

@@ -24,6 +24,7 @@ from kdistill.engine.objective import Objective, ObjectiveOutput
 from kdistill.errors import KDistillError
 from kdistill.files import cache_dir
 from kdistill.losses.base import FeatureRequest, LossTerm, TermContext
+from kdistill.losses.causal_lm import TOP_K_IDS, TOP_K_LOG_PROBS
 from kdistill.losses.logits import HardTargetLoss, LogitMatchingLoss, SoftTargetLoss
 from kdistill.losses.registry import build_term
 from kdistill.methods.common import build_model, check_model, claim_run_folder, fit_settings
@@ -33,6 +34,7 @@ from kdistill.teachers import (
     load_teacher,
     teacher_features_for_split,
     teacher_logits_for_split,
+    teacher_top_k_for_split,
 )
 
 __all__ = [
@@ -85,6 +87,9 @@ class Distiller(Objective):
                 "a loss term reads the live teacher: set distill.cache_teacher_logits=never"
             )
         self.register_buffer("cached_teacher_logits", cached_teacher_logits, persistent=False)
+        self._reads_teacher_logits = any(
+            term.reads_teacher_logits for term in terms if term.weight != 0
+        )
         names = [term.name for term in terms]
         self._term_names = [
             name if names.count(name) == 1 else f"{name}.{index}"
@@ -136,7 +141,7 @@ class Distiller(Objective):
                 teacher_member_logits = self.cached_teacher_logits[
                     :, batch.indices.to(self.cached_teacher_logits.device)
                 ]
-            elif self.teacher is not None:
+            elif self.teacher is not None and self._reads_teacher_logits:
                 with torch.no_grad():
                     teacher_member_logits = self.teacher(batch.inputs)
             features = {
@@ -312,7 +317,10 @@ def distill(
     features = None
     if config.distill.cache_teacher_features:
         features = _teacher_features(config, terms, teacher, data)
-    if features is not None or use_cached_logits(
+    top_k_terms = [term for term in terms if getattr(term, "cached_top_k", False)]
+    if top_k_terms:
+        features = {**(features or {}), **_top_k_cache(config, top_k_terms, teacher, data)}
+    if (features is not None and not top_k_terms) or use_cached_logits(
         terms, config.data.max_shift, config.distill.cache_teacher_logits
     ):
         cached = teacher_logits_for_split(
@@ -380,6 +388,30 @@ def _teacher_features(
         device=resolve_device(config.train.device),
     )
     return {request: tensors[(request.path, request.kind)] for request in requests}
+
+
+def _top_k_cache(
+    config: DistillRunConfig, terms: Sequence[LossTerm], teacher: Teacher, data: TrainingData
+) -> dict[FeatureRequest, torch.Tensor]:
+    """The teacher's top-k next-token log-probabilities and ids over the transfer set, computed
+    once in shards on disk (resumable), served to ``lm_divergence`` terms with ``cached_top_k``."""
+    settings = {(getattr(term, "top_k", None), getattr(term, "temperature", 1.0)) for term in terms}
+    if len(settings) != 1 or next(iter(settings))[0] is None:
+        raise KDistillError(
+            "lm_divergence cached_top_k: give every such term the same top_k and temperature"
+        )
+    top_k, temperature = next(iter(settings))
+    assert top_k is not None  # checked above
+    log_probs, ids = teacher_top_k_for_split(
+        teacher,
+        data.train,
+        cache_dir(),
+        k=top_k,
+        temperature=temperature,
+        batch_size=config.train.eval_batch_size,
+        device=resolve_device(config.train.device),
+    )
+    return {TOP_K_LOG_PROBS: log_probs, TOP_K_IDS: ids}
 
 
 def _hint_stage(

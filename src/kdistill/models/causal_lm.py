@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_model as save_safetensors_model
 from torch import nn
 
 from kdistill.data.packages import SMOLLM2_PACKAGE, package_folder
@@ -56,7 +57,13 @@ def smollm2_folder(cache_dir: str | Path | None = None) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     # Written into a private folder and renamed into place: no reader sees half a model.
     private = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".smollm2-"))
-    model.save_pretrained(str(private), safe_serialization=True)
+    # transformers will not save_pretrained a model it read from GGUF (it counts as
+    # quantised); its dequantised float32 weights are plain tensors, saved as safetensors
+    # (tied embeddings once) beside a config without the GGUF's quantisation entry.
+    settings = model.config.to_dict()
+    settings.pop("quantization_config", None)
+    type(model.config).from_dict(settings).save_pretrained(str(private))
+    save_safetensors_model(model, str(private / "model.safetensors"))
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(private, folder)

@@ -4,6 +4,7 @@ from kdistill.teachers.cache import (
     split_fingerprint,
     teacher_features_for_split,
     teacher_logits_for_split,
+    teacher_top_k_for_split,
 )
 from kdistill.teachers.teacher import (
     Teacher,
@@ -20,4 +21,5 @@ __all__ = [
     "split_fingerprint",
     "teacher_features_for_split",
     "teacher_logits_for_split",
+    "teacher_top_k_for_split",
 ]

@@ -20,6 +20,7 @@ from kdistill.data import Split
 from kdistill.engine.checkpoint import load_tensors, save_tensors
 from kdistill.engine.distributed import Processes, processes
 from kdistill.errors import KDistillError
+from kdistill.losses.causal_lm import teacher_top_k
 from kdistill.losses.hooks import FeatureCapture
 from kdistill.tasks import predict_logits
 from kdistill.teachers.teacher import Teacher
@@ -154,3 +155,66 @@ def teacher_features_for_split(
             capture.clear()
     model.train(was_training)
     return {request: torch.cat(chunks) for request, chunks in pieces.items()}
+
+
+TOP_K_SHARD = 256
+"""Examples per top-k shard file: a killed computation resumes at the first missing shard."""
+
+
+@torch.no_grad()
+def teacher_top_k_for_split(
+    teacher: Teacher,
+    split: Split,
+    cache_dir: str | Path,
+    *,
+    k: int,
+    temperature: float = 1.0,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A causal LM teacher's ``k`` largest next-token log-probabilities at ``temperature``
+    and their ids for every position of every text of ``split``: ``[N, T, k]`` float32 and
+    int64, the split's full length (a trimmed batch reads its first positions).
+
+    Computed once in large no-grad batches and stored in shards of :data:`TOP_K_SHARD` texts
+    under ``<cache>/teacher-top-k/<key>/`` (key: teacher weights, split, ``k``,
+    ``temperature``); each shard is written atomically with a checksum, so an interrupted
+    computation resumes at the first missing or damaged shard.
+    """
+    key = hashlib.sha256(
+        f"{teacher.fingerprint()}|{split_fingerprint(split)}|{k}|{temperature}".encode()
+    ).hexdigest()[:32]
+    folder = Path(cache_dir) / "teacher-top-k" / key
+    model = teacher.members[0] if len(teacher.members) == 1 else teacher
+    model.eval().to(device)
+    values, indices = [], []
+    for first in range(0, len(split), TOP_K_SHARD):
+        path = folder / f"shard-{first // TOP_K_SHARD:05d}.safetensors"
+        shard = None
+        if path.exists():
+            try:
+                tensors, saved = load_tensors(path)
+                if saved.get("examples") == min(TOP_K_SHARD, len(split) - first):
+                    shard = tensors["log_probs"], tensors["ids"]
+            except (KDistillError, KeyError):
+                shard = None
+        if shard is None:
+            pieces = []
+            for start in range(first, min(first + TOP_K_SHARD, len(split)), batch_size):
+                stop = min(start + batch_size, first + TOP_K_SHARD, len(split))
+                logits = model(split.inputs[start:stop].to(device))
+                if logits.dim() == 4:  # an ensemble's stacked members: their mean logits
+                    logits = logits.mean(dim=0)
+                pieces.append(teacher_top_k(logits, k, temperature))
+            shard = (
+                torch.cat([p[0] for p in pieces]).cpu(),
+                torch.cat([p[1] for p in pieces]).cpu(),
+            )
+            save_tensors(
+                path,
+                {"log_probs": shard[0], "ids": shard[1]},
+                {"kind": "teacher-top-k", "examples": int(shard[0].shape[0]), "k": k},
+            )
+        values.append(shard[0])
+        indices.append(shard[1])
+    return torch.cat(values), torch.cat(indices)
