@@ -162,6 +162,7 @@ class NextTokenCrossEntropy(LossTerm):
     """``-log q(x_{t+1} | x_<=t)`` over the real next tokens: the student-alone objective."""
 
     name = "lm_cross_entropy"
+    reads_teacher_logits = False
 
     def __init__(self, pad_token_id: int = 0, weight: float = 1.0) -> None:
         super().__init__(weight)

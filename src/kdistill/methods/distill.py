@@ -320,8 +320,11 @@ def distill(
     top_k_terms = [term for term in terms if getattr(term, "cached_top_k", False)]
     if top_k_terms:
         features = {**(features or {}), **_top_k_cache(config, top_k_terms, teacher, data)}
-    if (features is not None and not top_k_terms) or use_cached_logits(
-        terms, config.data.max_shift, config.distill.cache_teacher_logits
+    # No term reads the teacher's logits (a causal LM's CE or top-k terms): nothing to cache.
+    reads_logits = any(term.reads_teacher_logits for term in terms if term.weight != 0)
+    if reads_logits and (
+        (features is not None and not top_k_terms)
+        or use_cached_logits(terms, config.data.max_shift, config.distill.cache_teacher_logits)
     ):
         cached = teacher_logits_for_split(
             teacher,
