@@ -24,18 +24,12 @@ from kdistill.engine.objective import Objective, ObjectiveOutput
 from kdistill.errors import KDistillError
 from kdistill.files import cache_dir
 from kdistill.losses.base import FeatureRequest, LossTerm, TermContext
-from kdistill.losses.causal_lm import TOP_K_IDS, TOP_K_LOG_PROBS
 from kdistill.losses.logits import HardTargetLoss, LogitMatchingLoss, SoftTargetLoss
 from kdistill.losses.registry import build_term
 from kdistill.methods.common import build_model, check_model, claim_run_folder, fit_settings
+from kdistill.methods.teacher_outputs import teacher_features, top_k_cache
 from kdistill.models.causal_lm import check_same_vocabulary
-from kdistill.teachers import (
-    Teacher,
-    load_teacher,
-    teacher_features_for_split,
-    teacher_logits_for_split,
-    teacher_top_k_for_split,
-)
+from kdistill.teachers import Teacher, load_teacher, teacher_logits_for_split
 
 __all__ = [
     "Distiller",
@@ -316,10 +310,10 @@ def distill(
     cached = None
     features = None
     if config.distill.cache_teacher_features:
-        features = _teacher_features(config, terms, teacher, data)
+        features = teacher_features(config, terms, teacher, data)
     top_k_terms = [term for term in terms if getattr(term, "cached_top_k", False)]
     if top_k_terms:
-        features = {**(features or {}), **_top_k_cache(config, top_k_terms, teacher, data)}
+        features = {**(features or {}), **top_k_cache(config, top_k_terms, teacher, data)}
     # No term reads the teacher's logits (a causal LM's CE or top-k terms): nothing to cache.
     reads_logits = any(term.reads_teacher_logits for term in terms if term.weight != 0)
     if reads_logits and (
@@ -360,61 +354,6 @@ def distill(
             "teacher_cache": cached is not None,
         }
         return fit(objective, data, settings, resume=resume)
-
-
-def _teacher_features(
-    config: DistillRunConfig, terms: Sequence[LossTerm], teacher: Teacher, data: TrainingData
-) -> dict[FeatureRequest, torch.Tensor]:
-    """``distill.cache_teacher_features``: every teacher feature the terms read, computed once
-    on the transfer set (refused where the teacher's inputs change or a term needs more)."""
-    if config.data.max_shift or config.distill.hint_epochs:
-        raise KDistillError(
-            "distill.cache_teacher_features needs a fixed transfer set and one stage: set "
-            "data.max_shift=0 and distill.hint_epochs=0, or cache_teacher_features=false"
-        )
-    live = [term.name for term in terms if term.needs_live_teacher]
-    if live:
-        raise KDistillError(
-            f"distill.cache_teacher_features: term(s) {', '.join(live)} need the live teacher "
-            "(gradients or weights), not only its features: set cache_teacher_features=false"
-        )
-    requests = sorted(
-        {request for term in terms for request in term.reads() if request.side == "teacher"},
-        key=str,
-    )
-    view = teacher.members[0] if len(teacher.members) == 1 else teacher
-    tensors = teacher_features_for_split(
-        view,
-        data.train,
-        [(request.path, request.kind) for request in requests],
-        batch_size=config.train.eval_batch_size,
-        device=resolve_device(config.train.device),
-    )
-    return {request: tensors[(request.path, request.kind)] for request in requests}
-
-
-def _top_k_cache(
-    config: DistillRunConfig, terms: Sequence[LossTerm], teacher: Teacher, data: TrainingData
-) -> dict[FeatureRequest, torch.Tensor]:
-    """The teacher's top-k next-token log-probabilities and ids over the transfer set, computed
-    once in shards on disk (resumable), served to ``lm_divergence`` terms with ``cached_top_k``."""
-    settings = {(getattr(term, "top_k", None), getattr(term, "temperature", 1.0)) for term in terms}
-    if len(settings) != 1 or next(iter(settings))[0] is None:
-        raise KDistillError(
-            "lm_divergence cached_top_k: give every such term the same top_k and temperature"
-        )
-    top_k, temperature = next(iter(settings))
-    assert top_k is not None  # checked above
-    log_probs, ids = teacher_top_k_for_split(
-        teacher,
-        data.train,
-        cache_dir(),
-        k=top_k,
-        temperature=temperature,
-        batch_size=config.train.eval_batch_size,
-        device=resolve_device(config.train.device),
-    )
-    return {TOP_K_LOG_PROBS: log_probs, TOP_K_IDS: ids}
 
 
 def _hint_stage(
