@@ -99,3 +99,43 @@ def test_distilled_student_learns_from_cached_teacher_features(tmp_path, monkeyp
 def test_language_configs_parse(path):
     config = parse_config(yaml.safe_load(path.read_text()), str(path))
     assert config.task in ("text-classification", "sentence-embedding")
+
+
+def test_embedding_student_reproduces_the_teachers_sentence_vectors(tmp_path, monkeypatch):
+    from kdistill.engine import save_model
+    from kdistill.models import create_model
+
+    monkeypatch.setenv("KDISTILL_CACHE", str(tmp_path / "cache"))
+    dataset = DataSet("topics", _topic_texts(160, 0), _topic_texts(60, 1), 3, "topics-160")
+    recipe = {
+        "name": "bert",
+        "kwargs": {
+            "vocab_size": 50,
+            "max_positions": 16,
+            "layers": 1,
+            "hidden": 32,
+            "heads": 4,
+            "output": "embedding",
+        },
+    }
+    torch.manual_seed(0)
+    save_model(
+        tmp_path / "teacher.safetensors", create_model(recipe["name"], **recipe["kwargs"]), recipe
+    )
+    raw = _run(
+        tmp_path,
+        "student",
+        {"layers": 1, "hidden": 16, "heads": 2, "output": "embedding", "embedding_dim": 32},
+        {},
+    )
+    raw["task"] = "sentence-embedding"
+    raw["distill"] = {
+        "teachers": [{"checkpoint": str(tmp_path / "teacher.safetensors")}],
+        "soft_target_weight": 0.0,
+        "use_labels": False,
+        "terms": [{"kind": "embedding_cosine"}, {"kind": "embedding_mse", "weight": 10.0}],
+    }
+    result = methods.distill(parse_config(raw), dataset=dataset)
+    first, last = result.history[0]["train"]["loss"], result.history[-1]["train"]["loss"]
+    assert last["embedding_cosine"] < 0.5 * first["embedding_cosine"]
+    assert 0 <= result.final["student"]["test"]["knn_accuracy"] <= 1
