@@ -278,9 +278,9 @@ def _add_language(benches: argparse._SubParsersAction) -> None:
     language.add_argument(
         "--part", choices=["encoder", "lm", "all"], default="all", help="which half to run"
     )
-    language.add_argument("--lm-epochs", type=int, default=3)
+    language.add_argument("--lm-epochs", type=int, default=2)
     language.add_argument(
-        "--lm-train-fraction", type=float, default=0.25, help="share of articles the LMs see"
+        "--lm-train-fraction", type=float, default=0.05, help="share of articles the LMs see"
     )
     language.add_argument("--work-dir", type=Path, default=Path("runs/bench-language"))
     language.add_argument("--output-dir", type=Path, default=Path("docs/results/language"))

@@ -33,7 +33,7 @@ LM_VARIANTS: dict[str, str] = {
 }
 PROMPTS = ("The government said on Monday that", "Shares in the company", "The new film")
 """Written for this report (not BBC text)."""
-KL_TEXTS = 100
+KL_TEXTS = 50
 """Test articles the teacher-student KL is measured on (the teacher is slow on a CPU)."""
 
 

