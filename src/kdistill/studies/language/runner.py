@@ -133,7 +133,7 @@ def _latencies(
     measured = {}
     for role, path in files.items():
         measured[role] = _measure(
-            settings.work_dir / f"latency-{role}",
+            settings.work_dir / f"latency-{role}-{path.parent.name}",
             {"model": str(path), "texts": settings.latency_texts},
             lambda path=path: latency_and_size(load_model(path)[0], test, settings.latency_texts),
         )
