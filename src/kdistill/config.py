@@ -37,6 +37,23 @@ class NormalizeValues(_Strict):
         return self
 
 
+class TextConfig(_Strict):
+    """Text data sets (``data.name: bbc``): how articles become token ids, which are held out
+    and what unlabelled text joins the transfer set."""
+
+    max_length: int = Field(128, ge=8, le=512)
+    """Token ids per text (longer texts are cut, shorter ones padded)."""
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    """Share of the de-duplicated articles held out for test, stratified by topic."""
+    split_seed: int = Field(0, ge=0)
+    """Which stratified train/test split (repeat over several for the spread)."""
+    tokenizer: Literal["minilm", "smollm2"] = "minilm"
+    """MiniLM's WordPiece (encoders) or SmolLM2's BPE (causal LMs distilled from SmolLM2)."""
+    unlabelled_fortunes: int = Field(0, ge=0)
+    """Add this many ``fortunes`` quotations to the training split, unlabelled (label -100):
+    a transfer set of training articles plus unlabelled text."""
+
+
 class DataConfig(_Strict):
     name: str = "mnist"
     """``mnist``, ``fashion-mnist``, ``idx:DIR`` or ``npz:FILE`` (uint8 images or float
@@ -54,6 +71,8 @@ class DataConfig(_Strict):
     train_fraction: float = Field(1.0, gt=0, le=1)
     validation_size: int = Field(0, ge=0)
     """Examples carved from the training set for model selection; never the test set."""
+    text: TextConfig = Field(default_factory=TextConfig)
+    """Tokenisation and splits of text data sets (``bbc``); ignored by image and tabular data."""
 
 
 class ModelConfig(_Strict):
@@ -130,7 +149,8 @@ class TermConfig(BaseModel):
 class TeacherConfig(_Strict):
     checkpoint: str
     """A model file written by ``kdistill train`` (``model.safetensors``; its JSON sidecar
-    says how to build the model), or a ``.pt`` state dict with ``model`` given."""
+    says how to build the model), a ``.pt`` state dict with ``model`` given, or
+    ``pretrained:NAME``: a registered model that loads its own published weights (``minilm``)."""
     model: ModelConfig | None = None
 
 
@@ -149,6 +169,10 @@ class DistillConfig(_Strict):
     augmented, or is jittered and trains for at least ``(2 max_shift + 1)^2`` epochs (one
     teacher pass per shift); ``always`` caches whatever the length."""
     terms: list[TermConfig] = Field(default_factory=list)
+    cache_teacher_features: bool = False
+    """Compute the teacher features the terms read (and its logits) once on the transfer set
+    and read them by example instead of running the teacher each step (a fixed transfer set
+    only; memory: every feature of every example)."""
     hint_epochs: int = Field(0, ge=0)
     """FitNet's two-stage training: this many epochs with only the hint terms first."""
     keep_hints: bool = False

@@ -114,6 +114,7 @@ def add_bench_verb(verbs: argparse._SubParsersAction) -> None:
     _add_netaug(benches)
     _add_speed(benches)
     add_gan_compression(benches)
+    _add_language(benches)
 
 
 def _add_self_online(benches: argparse._SubParsersAction) -> None:
@@ -306,6 +307,67 @@ def _run_speed(args: argparse.Namespace) -> int:
     return 0
 
 
+LANGUAGE_EPILOG = """example:
+  OMP_NUM_THREADS=1 kdistill bench language
+  OMP_NUM_THREADS=1 kdistill bench language --seeds 0 --student-epochs 1 --teacher-epochs 1 \\
+      --train-fraction 0.05 --work-dir runs/smoke-language --output-dir runs/smoke-report
+
+Needs the nlp extra (pip install 'kdistill[nlp]'). Finished stages are kept in --work-dir;
+rerun the same command after an interruption to resume."""
+
+
+def _add_language(benches: argparse._SubParsersAction) -> None:
+    from kdistill.studies.language.plan import VARIANTS
+
+    language = benches.add_parser(
+        "language",
+        help="MiniLM -> small BERT on BBC News: KD, TinyBERT, MiniLM, DistilBERT terms; embeddings",
+        description="Fine-tunes all-MiniLM-L6-v2 on BBC News topics, trains a 2-layer BERT "
+        "alone and with each distillation variant over several seeds, distils the pretrained "
+        "MiniLM's sentence embeddings; accuracy, macro-F1, parameters, CPU latency, probes; "
+        "writes results.json and README.md.",
+        epilog=LANGUAGE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    language.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    language.add_argument("--student-epochs", type=int, default=4)
+    language.add_argument("--teacher-epochs", type=int, default=2)
+    language.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    language.add_argument("--no-embedding", action="store_true", help="skip embedding distillation")
+    language.add_argument("--train-fraction", type=float, default=1.0)
+    language.add_argument(
+        "--part", choices=["encoder", "lm", "all"], default="all", help="which half to run"
+    )
+    language.add_argument("--lm-epochs", type=int, default=2)
+    language.add_argument(
+        "--lm-train-fraction", type=float, default=0.05, help="share of articles the LMs see"
+    )
+    language.add_argument("--work-dir", type=Path, default=Path("runs/bench-language"))
+    language.add_argument("--output-dir", type=Path, default=Path("docs/results/language"))
+
+
+def _run_language(args: argparse.Namespace) -> int:
+    from kdistill.studies.language import LanguageBenchSettings, run_language_benchmark
+
+    run_language_benchmark(
+        LanguageBenchSettings(
+            seeds=tuple(args.seeds),
+            student_epochs=args.student_epochs,
+            teacher_epochs=args.teacher_epochs,
+            variants=tuple(args.variants),
+            embedding=not args.no_embedding,
+            train_fraction=args.train_fraction,
+            work_dir=args.work_dir,
+            report_dir=args.output_dir,
+            part=args.part,
+            lm_epochs=args.lm_epochs,
+            lm_train_fraction=args.lm_train_fraction,
+        )
+    )
+    print(f"report: {args.output_dir / 'README.md'}")
+    return 0
+
+
 def run_bench(args: argparse.Namespace) -> int | None:
     """Run ``kdistill bench ...``; returns None when ``args`` is not a bench verb."""
     if args.verb != "bench":
@@ -328,6 +390,8 @@ def run_bench(args: argparse.Namespace) -> int | None:
             )
         )
         return 0
+    if args.bench == "language":
+        return _run_language(args)
     if args.bench == "netaug":
         from kdistill.studies.netaug import NetAugBenchSettings, run_netaug_benchmark
 
@@ -348,7 +412,7 @@ def run_bench(args: argparse.Namespace) -> int | None:
     if args.bench != "methods":
         raise KDistillError(
             "kdistill bench needs a benchmark name: kdistill bench methods, self-online, netaug, "
-            "gan-compression, deploy or speed"
+            "gan-compression, language, deploy or speed"
         )
     from kdistill.studies.methods import BenchSettings, methods, run_methods_benchmark
 

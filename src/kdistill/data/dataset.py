@@ -66,7 +66,10 @@ class InputEncoding:
         return hash(self.digest())
 
     def scale(self, stored: torch.Tensor) -> torch.Tensor:
-        """Stored values as float32 (divided by ``divisor``), in the stored layout."""
+        """Stored values as float32 (divided by ``divisor``), in the stored layout; token ids
+        (int64) stay ids."""
+        if stored.dtype == torch.int64:
+            return stored
         # Divide rather than multiply by 1/255: bit-identical to every run made before.
         values = stored.float()
         return values.div_(self.divisor) if self.divisor != 1.0 else values
@@ -118,8 +121,9 @@ def default_encoding(inputs: torch.Tensor) -> InputEncoding:
 
 @dataclass(frozen=True)
 class Split:
-    """One split of a data set, in memory: stored ``inputs`` (uint8 images ``[N, C, H, W]`` or
-    float32 ``[N, ...]``), int64 ``labels`` ``[N]`` and the :class:`InputEncoding` that turns
+    """One split of a data set, in memory: stored ``inputs`` (uint8 images ``[N, C, H, W]``,
+    int64 token ids ``[N, tokens]`` padded with the tokenizer's pad id, or float32 ``[N, ...]``),
+    int64 ``labels`` ``[N]`` (-100: unlabelled, e.g. extra text in a transfer set) and the :class:`InputEncoding` that turns
     stored inputs into model inputs (by default pixels ``/ 255``, floats as they are)."""
 
     inputs: torch.Tensor
@@ -133,9 +137,16 @@ class Split:
                     f"Split images must be uint8 [N, C, H, W], got shape "
                     f"{list(self.inputs.shape)}: convert with images_to_uint8()"
                 )
+        elif self.inputs.dtype == torch.int64:
+            if self.inputs.dim() != 2:
+                raise KDistillError(
+                    f"Split token ids must be int64 [N, tokens], got shape "
+                    f"{list(self.inputs.shape)}: pad every text to one length"
+                )
         elif self.inputs.dtype != torch.float32 or self.inputs.dim() < 2:
             raise KDistillError(
-                f"Split inputs must be uint8 images [N, C, H, W] or float32 [N, ...], got "
+                f"Split inputs must be uint8 images [N, C, H, W], int64 token ids [N, tokens] "
+                f"or float32 [N, ...], got "
                 f"{self.inputs.dtype} with shape {list(self.inputs.shape)}: convert with "
                 "inputs_to_array()"
             )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kdistill.config import TextConfig
 from kdistill.data.cache import load_cached, save_cached
 from kdistill.data.dataset import MAX_LABEL, DataSet, build_dataset
 from kdistill.data.idx import read_idx_images, read_idx_labels
@@ -19,7 +20,9 @@ __all__ = ["FASHION_MNIST_DIR", "load_dataset", "load_idx_dir", "load_npz"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
-VALID_SPECS = "'mnist', 'mnist-100', 'fashion-mnist', 'idx:DIR' (four IDX files) or 'npz:FILE.npz'"
+VALID_SPECS = (
+    "'mnist', 'mnist-100', 'fashion-mnist', 'bbc', 'idx:DIR' (four IDX files) or 'npz:FILE.npz'"
+)
 
 # Standard names first; some mirrors (e.g. Kaggle's MNIST) use a dot before "idx".
 _IDX_STEMS = {
@@ -179,6 +182,7 @@ def load_dataset(
     *,
     cache_dir: str | Path | None = None,
     mnist_wheel: str | Path | None = None,
+    text_config: TextConfig | None = None,
 ) -> DataSet:
     """Load a data set by spec: 'mnist', 'mnist-100' (two MNIST digits side by side, 100
     classes), 'fashion-mnist', 'idx:DIR' or 'npz:FILE.npz'.
@@ -194,6 +198,10 @@ def load_dataset(
         return load_mnist_100(cache_dir=cache_dir, mnist_wheel=mnist_wheel)
     if lowered == "fashion-mnist":
         return load_fashion_mnist(cache_dir=cache_dir)
+    if lowered == "bbc":  # token ids; ``text_config`` says how (data.text)
+        from kdistill.data.text import load_bbc
+
+        return load_bbc(text_config or TextConfig(), cache_dir)
     kind, sep, rest = text.partition(":")
     kind = kind.lower()
     if sep and kind in ("idx", "npz"):

@@ -107,7 +107,7 @@ def prepare_data(config: DataConfig, seed: int, dataset: DataSet | None = None) 
     carved out and before class filters and fractions, so a teacher trained on all classes
     and a student on a filtered transfer set of the same data share one encoding.
     """
-    dataset = dataset or load_dataset(config.name, cache_dir=cache_dir())
+    dataset = dataset or load_dataset(config.name, cache_dir=cache_dir(), text_config=config.text)
     train = dataset.train
     eval_splits: dict[str, Split] = {}
     if config.validation_size:

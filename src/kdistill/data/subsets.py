@@ -41,6 +41,8 @@ def stratified_indices(labels: torch.Tensor, size: int, seed: int) -> torch.Tens
     Returned sorted, so the subset keeps the original example order.
     """
     generator = _generator(seed)
+    if labels.numel() and int(labels.min()) < 0:  # unlabelled text (-100): a stratum of its own
+        labels = torch.where(labels < 0, int(labels.max()) + 1, labels)
     counts = torch.bincount(labels)
     quota = _allocate(counts, size)
     # One permutation for all classes, then the first quota[c] hits of each class: the choice

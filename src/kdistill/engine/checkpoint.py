@@ -44,6 +44,14 @@ def save_tensors(
     """Save tensors + JSON-able metadata as one safetensors file, atomically, with a sidecar
     and a checksum of the tensors in the header."""
     contiguous = {name: tensor.detach().contiguous().cpu() for name, tensor in tensors.items()}
+    # Tied weights (a language model's input and output embeddings) share storage, which
+    # safetensors refuses: each name gets its own copy; loading fills both alike.
+    seen: set[int] = set()
+    for name, tensor in contiguous.items():
+        pointer = tensor.untyped_storage().data_ptr()
+        if pointer in seen and tensor.numel():
+            contiguous[name] = tensor.clone()
+        seen.add(pointer)
     header = {METADATA_KEY: json.dumps(metadata), CHECKSUM_KEY: tensors_checksum(contiguous)}
     payload = save_safetensors_bytes(contiguous, metadata=header)
     atomic_write_bytes(path, payload)

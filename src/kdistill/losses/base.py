@@ -67,6 +67,9 @@ class LossTerm(nn.Module):
 
     name: str = "term"
     needs_live_teacher: bool = False
+    reads_teacher_logits: bool = True
+    """False for a term that reads only cached teacher features (a causal LM's top-k cache):
+    when no term reads them, the distiller does not run the teacher for its logits."""
 
     def __init__(self, weight: float = 1.0) -> None:
         super().__init__()

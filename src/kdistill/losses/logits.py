@@ -137,7 +137,13 @@ class HardTargetLoss(LossTerm):
     name = "hard_targets"
 
     def forward(self, context: TermContext) -> torch.Tensor:
-        return F.cross_entropy(context.student_logits, context.labels)
+        # Unlabelled transfer text carries label -100 (cross-entropy's ignore_index): average
+        # over the labelled examples only, and a batch without any gives 0, not NaN.
+        labelled = context.labels != -100
+        if bool(labelled.all()):
+            return F.cross_entropy(context.student_logits, context.labels)
+        total = F.cross_entropy(context.student_logits, context.labels, reduction="sum")
+        return total / labelled.sum().clamp_min(1)
 
 
 @register_term

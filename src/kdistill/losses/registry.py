@@ -21,9 +21,11 @@ from kdistill.errors import KDistillError
 # The built-in term modules register their classes on import: importing them here makes
 # TERM_REGISTRY complete whenever build_term is reached.
 from kdistill.losses import (  # noqa: F401
+    causal_lm,
     features,
     generators,
     gradients,
+    language,
     logits,
     relations,
     sparsity,

@@ -27,6 +27,8 @@ from kdistill.losses.base import FeatureRequest, LossTerm, TermContext
 from kdistill.losses.logits import HardTargetLoss, LogitMatchingLoss, SoftTargetLoss
 from kdistill.losses.registry import build_term
 from kdistill.methods.common import build_model, check_model, claim_run_folder, fit_settings
+from kdistill.methods.teacher_outputs import teacher_features, top_k_cache
+from kdistill.models.causal_lm import check_same_vocabulary
 from kdistill.teachers import (
     Teacher,
     cached_logits_of_batch,
@@ -63,6 +65,7 @@ class Distiller(Objective):
         terms: Sequence[LossTerm],
         cached_teacher_logits: torch.Tensor | None = None,
         use_labels: bool = True,
+        cached_teacher_features: dict[FeatureRequest, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         if not terms:
@@ -72,14 +75,21 @@ class Distiller(Objective):
         self.terms = nn.ModuleList(terms)
         self.use_labels = use_labels
         self.requests = sorted({request for term in terms for request in term.reads()}, key=str)
+        # Teacher features computed once ([N, ...] by example, see teacher_features_for_split)
+        # replace the teacher's forward pass like cached logits do.
+        self.cached_teacher_features = cached_teacher_features or {}
         needs_live = any(term.needs_live_teacher for term in terms) or any(
-            request.side == "teacher" for request in self.requests
+            request.side == "teacher" and request not in self.cached_teacher_features
+            for request in self.requests
         )
         if cached_teacher_logits is not None and needs_live:
             raise KDistillError(
                 "a loss term reads the live teacher: set distill.cache_teacher_logits=never"
             )
         self.register_buffer("cached_teacher_logits", cached_teacher_logits, persistent=False)
+        self._reads_teacher_logits = any(
+            term.reads_teacher_logits for term in terms if term.weight != 0
+        )
         names = [term.name for term in terms]
         self._term_names = [
             name if names.count(name) == 1 else f"{name}.{index}"
@@ -107,7 +117,9 @@ class Distiller(Objective):
         captures: dict[str, object] = {}
         for side, model in (("student", self.student), ("teacher", self.teacher_view)):
             paths = [
-                (request.path, request.kind) for request in self.requests if request.side == side
+                (request.path, request.kind)
+                for request in self.requests
+                if request.side == side and request not in self.cached_teacher_features
             ]
             if paths:
                 if model is None:
@@ -127,11 +139,13 @@ class Distiller(Objective):
             teacher_member_logits = None
             if self.cached_teacher_logits is not None:
                 teacher_member_logits = cached_logits_of_batch(self.cached_teacher_logits, batch)
-            elif self.teacher is not None:
+            elif self.teacher is not None and self._reads_teacher_logits:
                 with torch.no_grad():
                     teacher_member_logits = self.teacher(batch.inputs)
             features = {
-                request: captures[request.side].get(request.path, request.kind)  # type: ignore[attr-defined]
+                request: self._cached_feature(request, batch)
+                if request in self.cached_teacher_features
+                else captures[request.side].get(request.path, request.kind)  # type: ignore[attr-defined]
                 for request in self.requests
             }
         context = TermContext(
@@ -150,6 +164,15 @@ class Distiller(Objective):
             if term.weight != 0
         }
         return ObjectiveOutput(losses, student_logits)
+
+    def _cached_feature(self, request: FeatureRequest, batch: Batch) -> torch.Tensor:
+        """The cached teacher feature of the batch's examples; for token ids cut after the
+        batch's last real token, their first positions (the cache holds full-length texts)."""
+        stored = self.cached_teacher_features[request]
+        feature = stored[batch.indices.to(stored.device)].to(batch.inputs.device)
+        if batch.inputs.dtype == torch.int64 and feature.dim() >= 3:
+            feature = feature[:, : batch.inputs.shape[1]]
+        return feature
 
     def prepare(self, batch: Batch) -> None:
         with torch.no_grad():
@@ -287,6 +310,8 @@ def distill(
     teacher_outputs = settings.task.probe(
         teacher.members[0], data.train, f"teacher {config.distill.teachers[0].checkpoint}"
     )
+    if settings.task.name == "language-modeling":
+        check_same_vocabulary(teacher_outputs, student_outputs)
     if teacher_outputs != student_outputs:
         raise KDistillError(
             f"the teacher outputs {teacher_outputs} classes and the student {student_outputs}: "
@@ -295,14 +320,26 @@ def distill(
     terms = terms_from_config(config.distill)
     cached = None
     max_shift = config.data.max_shift
-    if use_cached_logits(
-        terms, max_shift, config.distill.cache_teacher_logits, config.train.epochs
+    features = None
+    if config.distill.cache_teacher_features:
+        features = teacher_features(config, terms, teacher, data)
+    top_k_terms = [term for term in terms if getattr(term, "cached_top_k", False)]
+    if top_k_terms:
+        features = {**(features or {}), **top_k_cache(config, top_k_terms, teacher, data)}
+    # No term reads the teacher's logits (a causal LM's CE or top-k terms): nothing to cache.
+    reads_logits = any(term.reads_teacher_logits for term in terms if term.weight != 0)
+    if reads_logits and (
+        (features is not None and not top_k_terms)
+        or use_cached_logits(
+            terms, max_shift, config.distill.cache_teacher_logits, config.train.epochs
+        )
     ):
         cached = teacher_logits_for_split(
             teacher,
             data.train,
             cache_dir(),
             max_shift=max_shift,
+            batch_size=config.train.eval_batch_size,
             device=resolve_device(config.train.device),
         )
     if config.distill.hint_epochs and not any(term.name == "fitnet" for term in terms):
@@ -324,6 +361,7 @@ def distill(
             terms,
             cached_teacher_logits=cached,
             use_labels=config.distill.use_labels,
+            cached_teacher_features=features,
         )
         settings.description = f"distill {run_dir.name}"
         settings.metadata = {

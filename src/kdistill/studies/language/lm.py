@@ -1,0 +1,116 @@
+"""The causal-LM half of ``kdistill bench language``: SmolLM2-135M distilled into a 4-layer
+Llama on BBC text with each token-level objective; held-out perplexity, teacher-student KL
+and greedy continuations of a few prompts, each a ``run_once`` unit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdistill.config import RunConfig, parse_config
+from kdistill.data import DataSet, Split
+from kdistill.data.text import load_smollm2_tokenizer
+from kdistill.engine.checkpoint import load_model
+from kdistill.files import run_once
+from kdistill.models import count_parameters, create_model
+from kdistill.models.causal_lm import greedy_continuation
+from kdistill.studies.language.plan import LanguageBenchSettings, raw_config
+from kdistill.studies.stages import run_stage
+from kdistill.tasks.language_modeling import LanguageModelingTask
+from kdistill.tasks.text_classification import trim_padding
+
+__all__ = ["LM_VARIANTS", "PROMPTS", "run_lm_part"]
+
+LM_VARIANTS: dict[str, str] = {
+    "lm-ce": "Student alone (next-token CE)",
+    "lm-forward-kl": "Forward KL",
+    "lm-reverse-kl": "Reverse KL",
+    "lm-jsd": "JSD(0.5)",
+}
+PROMPTS = ("The government said on Monday that", "Shares in the company", "The new film")
+"""Written for this report (not BBC text)."""
+KL_TEXTS = 50
+"""Test articles the teacher-student KL is measured on (the teacher is slow on a CPU)."""
+
+
+def lm_config(variant: str, seed: int, settings: LanguageBenchSettings) -> RunConfig:
+    raw = raw_config(variant)
+    raw["seed"] = seed
+    raw["train"]["epochs"] = settings.lm_epochs
+    raw["train"]["progress"] = False
+    raw["data"]["train_fraction"] = settings.lm_train_fraction
+    return parse_config(raw, f"configs/language/{variant}.yaml")
+
+
+@torch.no_grad()
+def teacher_student_kl(teacher: nn.Module, student: nn.Module, split: Split) -> float:
+    """Mean forward ``KL(teacher || student)`` per real next token over ``split``."""
+    teacher.eval()
+    student.eval()
+    total, tokens = 0.0, 0
+    for start in range(0, len(split), 16):
+        ids = trim_padding(split.inputs[start : start + 16])
+        mask = ids[:, 1:] != 0
+        teacher_log = F.log_softmax(teacher(ids)[:, :-1].float(), -1)
+        student_log = F.log_softmax(student(ids)[:, :-1].float(), -1)
+        per_token = (teacher_log.exp() * (teacher_log - student_log)).sum(-1)
+        total += float((per_token * mask).sum())
+        tokens += int(mask.sum())
+    return total / max(tokens, 1)
+
+
+def _continuations(model: nn.Module, tokenizer: Any, new_tokens: int = 16) -> list[str]:
+    return [
+        tokenizer.decode(greedy_continuation(model, tokenizer(prompt)["input_ids"], new_tokens))
+        for prompt in PROMPTS
+    ]
+
+
+def run_lm_part(
+    settings: LanguageBenchSettings, dataset_for: Any, teacher_cache: dict[str, nn.Module]
+) -> dict[str, Any]:
+    """Train every LM variant (seed 0), then measure it; ``dataset_for(config)`` loads data."""
+    work = settings.work_dir
+    tokenizer = load_smollm2_tokenizer()
+    results: dict[str, Any] = {"students": {}}
+    test: Split | None = None
+    for variant in LM_VARIANTS:
+        config = lm_config(variant, 0, settings)
+        dataset: DataSet = dataset_for(config)
+        test = dataset.test
+        stage = run_stage(f"{variant}-s0", config, work, dataset)
+        model_file = stage.run_dir / "student.safetensors"
+        record = {"test": stage.final["student"]["test"], "seconds": round(stage.seconds, 1)}
+
+        def measure(model_file: Path = model_file, split: Split = test) -> dict[str, Any]:
+            student = load_model(model_file)[0]
+            teacher = teacher_cache.setdefault("smollm2", create_model("smollm2"))
+            return {
+                "kl_to_teacher": round(
+                    teacher_student_kl(teacher, student, split.subset(torch.arange(KL_TEXTS))), 4
+                ),
+                "parameters": count_parameters(student),
+                "continuations": _continuations(student, tokenizer),
+            }
+
+        record.update(
+            run_once(work / f"measure-{variant}-s0", {"model": str(model_file)}, measure)[0]
+        )
+        results["students"][variant] = record
+    assert test is not None
+
+    def measure_teacher(split: Split = test) -> dict[str, Any]:
+        teacher = teacher_cache.setdefault("smollm2", create_model("smollm2"))
+        evaluation = LanguageModelingTask().evaluate(teacher, split, 16, torch.device("cpu"))
+        return {
+            "test": evaluation.summary(),
+            "parameters": count_parameters(teacher),
+            "continuations": _continuations(teacher, tokenizer),
+        }
+
+    results["teacher"] = run_once(work / "measure-smollm2", {"what": "teacher"}, measure_teacher)[0]
+    return results

@@ -1,0 +1,58 @@
+"""The language benchmark's plan and report: configs filled in per seed and teacher, verdicts
+against the student alone by the seeds' spread, tables from the results only."""
+
+from pathlib import Path
+
+from kdistill.studies.language.plan import LanguageBenchSettings, student_config, teacher_config
+from kdistill.studies.language.report import _verdicts, summarise, write_report
+
+
+def _run(accuracy, f1=0.9, seconds=10.0):
+    return {"test": {"accuracy": accuracy, "macro_f1": f1, "total": 425}, "seconds": seconds}
+
+
+def test_student_configs_take_the_seed_epochs_and_benchmark_teacher(tmp_path):
+    settings = LanguageBenchSettings(student_epochs=3, train_fraction=0.5)
+    config = student_config("minilm", 7, tmp_path / "t.safetensors", settings)
+    assert config.seed == 7 and config.train.epochs == 3 and config.data.train_fraction == 0.5
+    assert config.distill.teachers[0].checkpoint == str(tmp_path / "t.safetensors")
+    assert config.distill.cache_teacher_features
+    assert teacher_config(settings).train.epochs == settings.teacher_epochs
+    embedding = student_config("embedding", 0, Path("ignored"), settings)
+    assert embedding.distill.teachers[0].checkpoint == "pretrained:minilm"
+
+
+def test_verdicts_compare_with_the_student_alone_by_the_seeds_spread():
+    results = {
+        "students": {
+            "student-alone": {"0": _run(0.90), "1": _run(0.92)},
+            "kd": {"0": _run(0.95), "1": _run(0.96)},
+            "tinybert": {"0": _run(0.905), "1": _run(0.915)},
+            "minilm": {"0": _run(0.80), "1": _run(0.82)},
+        }
+    }
+    rows = summarise(results)
+    assert rows[0]["accuracy"] == [0.90, 0.92]
+    verdicts = _verdicts(rows)
+    assert verdicts[0].endswith("helped.") and "+4.50" in verdicts[0]
+    assert "no difference" in verdicts[1]
+    assert verdicts[2].endswith("hurt.")
+
+
+def test_report_tables_hold_the_measured_figures(tmp_path):
+    settings = LanguageBenchSettings(report_dir=tmp_path)
+    results = {
+        "settings": {**settings.identity(), "seeds": [0, 1]},
+        "machine": "x86_64, 1 thread",
+        "teacher": {**_run(0.96, 0.959, 1216.0)},
+        "students": {"student-alone": {"0": _run(0.9), "1": _run(0.92)}},
+        "latency": {
+            "teacher": {"parameters": 22_567_301, "median_ms": 41.5},
+            "student": {"parameters": 4_321_000, "median_ms": 3.2},
+        },
+    }
+    write_report(results, settings)
+    text = (tmp_path / "README.md").read_text()
+    assert "| 22,567,301 | 41.5 | 96.00 | 95.90 | 1216 |" in text
+    assert "91.00 ± 1.41" in text
+    assert (tmp_path / "results.json").is_file()
