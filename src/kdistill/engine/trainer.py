@@ -225,6 +225,14 @@ def fit(
     main = is_main_process()
     with folder_lock(run_dir) if main else contextlib.nullcontext(), stoppable():
         loop = _start(objective, data, settings)
+        # Before the restore: naming the evaluated models may build one (NetAug's exported
+        # base draws its initial weights), which must not move the restored random state.
+        rule = settings.train.early_stopping
+        watched = (
+            early_stopping_target(rule, list(objective.evaluation_models()), data)
+            if rule is not None
+            else None
+        )
         log = _MetricsLog(run_dir, settings.train.tensorboard) if main else None
         result = FitResult(run_dir)
         if resume and (run_dir / CHECKPOINT_NAME).exists():
@@ -232,9 +240,6 @@ def fit(
         elif log is not None:  # a fresh start, also when --resume finds no checkpoint
             log.path.unlink(missing_ok=True)
         started = time.perf_counter()
-        watched = early_stopping_target(
-            settings.train.early_stopping, list(objective.evaluation_models()), data
-        )
         for epoch in range(loop.start_epoch, loop.total_epochs):
             if _stop_early(loop, result.history, settings, watched):
                 break
