@@ -20,7 +20,15 @@ from kdistill.errors import KDistillError
 
 # The built-in term modules register their classes on import: importing them here makes
 # TERM_REGISTRY complete whenever build_term is reached.
-from kdistill.losses import features, gradients, logits, relations, sparsity, weights  # noqa: F401
+from kdistill.losses import (  # noqa: F401
+    dense,
+    features,
+    gradients,
+    logits,
+    relations,
+    sparsity,
+    weights,
+)
 from kdistill.losses.base import TERM_REGISTRY, LossTerm, register_term
 from kdistill.plugins import import_object
 

@@ -1,6 +1,7 @@
 """Model registry and the built-in models (MLP, small CNN, their width-sliceable versions)."""
 
 from kdistill.models import cnn as _cnn  # noqa: F401  (registers "cnn")
+from kdistill.models import dense as _dense  # noqa: F401  (registers "segnet")
 from kdistill.models import mlp as _mlp  # noqa: F401  (registers "mlp")
 from kdistill.models import sliceable as _sliceable  # noqa: F401  (registers "sliceable-*")
 from kdistill.models.cnn import SmallCNN

@@ -19,6 +19,7 @@ from kdistill.tasks.classification import (
     predict_logits,
     without_confusion,
 )
+from kdistill.tasks.segmentation import SegmentationEvaluation, SegmentationTask
 
 __all__ = [
     "BatchSource",
@@ -32,5 +33,7 @@ __all__ = [
     "evaluate_logits",
     "predict_logits",
     "register_task",
+    "SegmentationEvaluation",
+    "SegmentationTask",
     "without_confusion",
 ]
