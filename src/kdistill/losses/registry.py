@@ -22,6 +22,7 @@ from kdistill.errors import KDistillError
 # TERM_REGISTRY complete whenever build_term is reached.
 from kdistill.losses import (  # noqa: F401
     dense,
+    detection,
     features,
     gradients,
     logits,

@@ -20,7 +20,7 @@ from torch import nn
 from kdistill.errors import KDistillError
 from kdistill.models.registry import register_model
 
-__all__ = ["EncoderDecoder", "segnet"]
+__all__ = ["EncoderDecoder", "GridDetector", "detnet", "segnet"]
 
 
 def _conv(inputs: int, outputs: int, stride: int = 1) -> nn.Sequential:
@@ -73,6 +73,51 @@ class EncoderDecoder(nn.Module):
             top = decode(lateral(skip) + F.interpolate(top, size=skip.shape[-2:], mode="nearest"))
         logits = self.head(top)
         return F.interpolate(logits, size=inputs.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class GridDetector(nn.Module):
+    """A one-stage, anchor-free detector on a stride-4 grid (FCOS-style, Tian et al. 2019):
+    the encoder and the decoder down to ``decode4`` of :class:`EncoderDecoder`, then a 3x3
+    convolution and one 1x1 head giving, per cell, ``num_classes + 1`` class logits
+    (index 0 = background) and 4 box offsets, as one map ``[B, num_classes + 5, H/4, W/4]``
+    (:func:`kdistill.losses.detection.split_outputs` separates them).
+
+    Module paths: ``backbone.stem``, ``backbone.stages.0..2``, ``backbone.decode8``,
+    ``backbone.decode4`` (stride 4), ``tower`` (stride 4), ``head``.
+    """
+
+    stride = 4
+
+    def __init__(
+        self,
+        channels: tuple[int, ...] | list[int] = (16, 32, 64, 128),
+        decoder_channels: int = 64,
+        num_classes: int = 20,
+        in_channels: int = 1,
+    ) -> None:
+        super().__init__()
+        self.backbone = EncoderDecoder(channels, decoder_channels, num_classes, in_channels)
+        del self.backbone.decode2, self.backbone.head  # the detector stops at stride 4
+        self.tower = _conv(decoder_channels, decoder_channels)
+        self.head = nn.Conv2d(decoder_channels, num_classes + 1 + 4, 1)
+        self.num_classes = num_classes
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        backbone = self.backbone
+        maps = [backbone.stem(inputs)]
+        for stage in backbone.stages:
+            maps.append(stage(maps[-1]))
+        top = backbone.decode8(backbone.laterals[2](maps[3]))
+        skip = backbone.laterals[1](maps[2])
+        top = backbone.decode4(skip + F.interpolate(top, size=skip.shape[-2:], mode="nearest"))
+        return self.head(self.tower(top))
+
+
+@register_model("detnet")
+def detnet(**kwargs) -> GridDetector:
+    """Grid detector; e.g. teacher ``channels=[16, 32, 64, 128], decoder_channels=64``,
+    student ``channels=[4, 8, 16, 32], decoder_channels=16``."""
+    return GridDetector(**kwargs)
 
 
 @register_model("segnet")

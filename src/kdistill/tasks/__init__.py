@@ -19,12 +19,15 @@ from kdistill.tasks.classification import (
     predict_logits,
     without_confusion,
 )
+from kdistill.tasks.detection import DetectionEvaluation, DetectionTask
 from kdistill.tasks.segmentation import SegmentationEvaluation, SegmentationTask
 
 __all__ = [
     "BatchSource",
     "ClassEvaluation",
     "ClassificationTask",
+    "DetectionEvaluation",
+    "DetectionTask",
     "Evaluation",
     "Meter",
     "Task",
