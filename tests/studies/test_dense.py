@@ -74,3 +74,21 @@ def test_report_and_pictures_render(tmp_path):
         tmp_path / "p.png", torch.zeros(2, 1, 8, 8, dtype=torch.uint8), masks, {"teacher": masks}
     )
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_detection_cells_keep_the_ground_truth_and_add_their_terms():
+    from kdistill.studies.dense.plan import DET_METHODS, det_cell_config, det_teacher_config
+
+    teacher = Path("t/model.safetensors")
+    assert det_teacher_config(2, 0.5).task == "detection"
+    kinds = {}
+    for method in DET_METHODS[1:]:
+        config = det_cell_config(method, 0, 2, 0.5, teacher)
+        assert isinstance(config, DistillRunConfig) and config.distill.hard_target_weight == 0
+        kinds[method] = sorted(term.kind for term in config.distill.terms)
+    assert kinds == {
+        "soft": ["detection_soft_targets", "detection_targets"],
+        "bounded": ["bounded_regression", "detection_targets"],
+        "hint": ["detection_targets", "fitnet"],
+        "all": ["bounded_regression", "detection_soft_targets", "detection_targets", "fitnet"],
+    }

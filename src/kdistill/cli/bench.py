@@ -250,13 +250,17 @@ def _add_netaug(benches: argparse._SubParsersAction) -> None:
 def _add_dense(benches: argparse._SubParsersAction) -> None:
     dense = benches.add_parser(
         "dense",
-        help="structured distillation for segmentation on glyph canvases",
+        help="distillation for segmentation (and detection) on glyph canvases",
         description="Segmentation teacher, student alone, student + pixel-wise, + pair-wise and "
         "+ both terms (Liu et al. 2019) on canvases of MNIST and Fashion-MNIST glyphs; mIoU, "
         "parameters, MACs and CPU latency; writes results.json, README.md and pictures. "
+        "--tasks detection: the same for Chen et al. (2017)'s terms on a grid detector (mAP). "
         "Finished stages are kept in --work-dir; rerun the same command to resume.",
     )
     dense.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    dense.add_argument(
+        "--tasks", nargs="+", default=["segmentation"], choices=["segmentation", "detection"]
+    )
     dense.add_argument("--teacher-epochs", type=int, default=8, help="default 8")
     dense.add_argument("--epochs", type=int, default=6, help="students' epochs (default 6)")
     dense.add_argument(
@@ -307,6 +311,7 @@ def run_bench(args: argparse.Namespace) -> int | None:
         run_dense_benchmark(
             DenseBenchSettings(
                 seeds=args.seeds,
+                tasks=args.tasks,
                 teacher_epochs=args.teacher_epochs,
                 epochs=args.epochs,
                 train_fraction=args.train_fraction,

@@ -1,5 +1,5 @@
-"""What the dense benchmark trains: the segmentation teacher, the student alone, the student with
-each structured-distillation term and with all of them; every cell a run config read from the
+"""What the dense benchmark trains: per task (segmentation, detection) the teacher, the student
+alone, the student with each distillation term and with all of them; every cell a run config read from the
 package's ``configs/`` (linked as top-level ``configs/dense/``) with its seed, epochs and
 transfer-set fraction set here."""
 
@@ -57,5 +57,44 @@ def seg_cell_config(
         raw["distill"],
         teachers=[{"checkpoint": str(teacher)}],
         terms=[term for term in terms if term["kind"] in keep[method]],
+    )
+    return parse_config(raw)
+
+
+DET_METHODS = ("student", "soft", "bounded", "hint", "all")
+DET_LABELS = {
+    "student": "student alone (ground truth)",
+    "soft": "student + soft targets (w0 = 1.5)",
+    "bounded": "student + bounded regression (m = 0)",
+    "hint": "student + hint (1x1 adapter)",
+    "all": "student + all three",
+}
+_DET_TERMS = {
+    "soft": ("detection_soft_targets",),
+    "bounded": ("bounded_regression",),
+    "hint": ("fitnet",),
+    "all": ("detection_soft_targets", "bounded_regression", "fitnet"),
+}
+
+
+def det_teacher_config(epochs: int, fraction: float) -> RunConfig:
+    """The detection teacher (seed 0) on ``fraction`` of the canvases."""
+    return parse_config(_settle(_raw("det-teacher.yaml"), 0, epochs, fraction))
+
+
+def det_cell_config(
+    method: str, seed: int, epochs: int, fraction: float, teacher: Path
+) -> RunConfig:
+    """One detection student cell: ``method`` of :data:`DET_METHODS` with ``seed``."""
+    if method == "student":
+        return parse_config(_settle(_raw("det-student.yaml"), seed, epochs, fraction))
+    if method not in _DET_TERMS:
+        raise ValueError(f"unknown method {method!r}")
+    raw = _settle(_raw("det-distill.yaml"), seed, epochs, fraction)
+    keep = ("detection_targets", *_DET_TERMS[method])
+    raw["distill"] = dict(
+        raw["distill"],
+        teachers=[{"checkpoint": str(teacher)}],
+        terms=[term for term in raw["distill"]["terms"] if term["kind"] in keep],
     )
     return parse_config(raw)

@@ -39,6 +39,7 @@ class DenseBenchSettings:
     """Options of ``kdistill bench dense`` (see the CLI help for each)."""
 
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    tasks: list[str] = field(default_factory=lambda: ["segmentation"])
     teacher_epochs: int = 8
     epochs: int = 6
     train_fraction: float = 0.5
@@ -50,6 +51,8 @@ class DenseBenchSettings:
         defaults = DenseBenchSettings()
         if self.seeds != defaults.seeds:
             parts.append("--seeds " + " ".join(map(str, self.seeds)))
+        if self.tasks != defaults.tasks:
+            parts.append("--tasks " + " ".join(self.tasks))
         for name in ("teacher_epochs", "epochs", "train_fraction", "work_dir", "output_dir"):
             if getattr(self, name) != getattr(defaults, name):
                 parts.append(f"--{name.replace('_', '-')} {getattr(self, name)}")
@@ -98,9 +101,21 @@ def profile(model: nn.Module, example: torch.Tensor, repeats: int = 20) -> dict[
 
 
 def run_dense_benchmark(settings: DenseBenchSettings) -> dict[str, Any]:
-    """Train (or read back) every cell; write ``results.json``, ``README.md`` and pictures."""
+    """Train (or read back) every cell; write ``results.json``, ``README.md`` and pictures
+    (segmentation), ``detection.json``, ``detection.md`` and ``detection.png`` (detection)."""
     torch.set_num_threads(1)
     started = time.perf_counter()
+    report: dict[str, Any] = {}
+    if "detection" in settings.tasks:
+        from kdistill.studies.dense.detection import run_detection
+
+        report["detection"] = run_detection(settings, started)
+    if "segmentation" in settings.tasks:
+        report["segmentation"] = _run_segmentation(settings, started)
+    return report
+
+
+def _run_segmentation(settings: DenseBenchSettings, started: float) -> dict[str, Any]:
     log(f"seeds {settings.seeds}, teacher {settings.teacher_epochs} epochs, students "
         f"{settings.epochs} epochs on {settings.train_fraction:g} of the canvases")  # fmt: skip
     dataset = load_dataset("canvases-seg", cache_dir=cache_dir())
