@@ -124,12 +124,18 @@ def render_report(report: dict[str, Any]) -> str:
     ]
     lines += [
         "",
+        "`s / run` is each unit's wall time on the shared machine, which other jobs (and "
+        "other units of this benchmark) used at the same time: compare it within a table only.",
+        "",
         "## What helped here",
         "",
         f"- Helped (a gain on every seed): {', '.join(helped) or 'none'}.",
         f"- Did not help (mean gain ≤ 0): {', '.join(not_helped) or 'none'}.",
         "- Verdicts are for these tiny runs (few epochs, a few thousand 64 x 64 canvases, "
         f"{len(report['seeds'])} seed(s)); they say nothing about the paper's Cityscapes setting.",
+        "",
+        "The detection half (Chen et al. 2017; `--tasks detection`) writes "
+        "[detection.md](detection.md) beside this file.",
         "",
         "## Pictures",
         "",
