@@ -138,7 +138,9 @@ def render_detection(report: dict[str, Any]) -> str:
     lines += [
         "",
         "A gain counts as help only when it is positive on every seed and there are at least "
-        "two seeds; with one seed this table shows what happened, not whether a term helps.",
+        "two seeds; with one seed this table shows what happened, not whether a term helps. "
+        "`s / run` is each unit's wall time on the shared machine, which other jobs used at "
+        "the same time.",
         "",
         "![test canvases: ground truth, teacher, student alone, distilled student](detection.png)",
         "",
