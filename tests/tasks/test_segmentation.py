@@ -130,3 +130,11 @@ def test_training_and_distilling_beat_the_untrained_model(tmp_path, small_canvas
     assert set(losses) == {"hard_targets", "pixel_kl", "pairwise"} and all(
         v > 0 for v in losses.values()
     )
+
+
+def test_classification_refuses_dense_labels_naming_the_task_key():
+    split = Split(
+        torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.zeros(2, 8, 8, dtype=torch.long)
+    )
+    with pytest.raises(KDistillError, match="set task: segmentation or detection"):
+        create_task("classification").probe(nn.Conv2d(1, 3, 1), split, "student")
