@@ -28,6 +28,10 @@ from kdistill.studies.stages import run_stage
 from kdistill.tasks.detection import decode_detections
 
 
+MIN_SHOWN_SCORE = 0.1
+"""Pictures show each model's (at most 5) best detections above this score."""
+
+
 def _cell(stage: Any) -> dict[str, Any]:
     test = stage.metrics()
     return {
@@ -144,6 +148,9 @@ def render_detection(report: dict[str, Any]) -> str:
         "",
         "![test canvases: ground truth, teacher, student alone, distilled student](detection.png)",
         "",
+        f"Pictures: the first six test canvases; each model's best detections (at most 5) "
+        f"scoring at least {MIN_SHOWN_SCORE}, labelled class:score (seed 0's students).",
+        "",
     ]
     return "\n".join(lines)
 
@@ -170,13 +177,14 @@ def _draw(path: Path, images: torch.Tensor, boxes: torch.Tensor, models: dict[st
             shown = (
                 [(c, 1.0, *xy) for c, *xy in boxes[row].tolist() if c >= 0]
                 if name == "ground truth"
-                else [r for r in found[name][row].tolist() if r[1] >= 0.3]
+                else [r for r in found[name][row].tolist() if r[1] >= MIN_SHOWN_SCORE][:5]
             )
-            for label, _score, x0, y0, x1, y1 in shown:
+            for label, score, x0, y0, x1, y1 in shown:
                 axis.add_patch(
                     plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="red")
                 )
-                axis.text(x0, y0, str(int(label)), color="yellow", fontsize=6)
+                text = str(int(label)) if name == "ground truth" else f"{int(label)}:{score:.2f}"
+                axis.text(x0, y0, text, color="yellow", fontsize=6)
             axis.set_xticks([])
             axis.set_yticks([])
             if row == 0:
