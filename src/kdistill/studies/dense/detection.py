@@ -27,7 +27,6 @@ from kdistill.studies.self_online.report import machine
 from kdistill.studies.stages import run_stage
 from kdistill.tasks.detection import decode_detections
 
-
 MIN_SHOWN_SCORE = 0.1
 """Pictures show each model's (at most 5) best detections above this score."""
 
