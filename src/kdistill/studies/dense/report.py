@@ -46,6 +46,25 @@ def summarise(cells: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any
     return rows
 
 
+def _foreground(per_class: list[float | None]) -> float:
+    known = [value for value in per_class[1:] if value is not None]
+    return 100 * statistics.mean(known) if known else 0.0
+
+
+def _foreground_line(report: dict[str, Any], rows: dict[str, Any]) -> str:
+    """How much of the objects (not the background) each model gets right."""
+    parts = [f"teacher {_foreground(report['teacher']['per_class_iou']):.1f}"]
+    for method in rows:
+        runs = report["cells"][method]
+        mean = statistics.mean(_foreground(run["per_class_iou"]) for run in runs)
+        parts.append(f"{SEG_LABELS[method]} {mean:.1f}")
+    return (
+        "Mean IoU (%) over the object classes alone (background left out): "
+        + "; ".join(parts)
+        + "."
+    )
+
+
 def verdict(row: dict[str, Any]) -> str:
     """Helped: a positive paired gain on every seed (at least two); did not help: a mean gain
     of zero or less; otherwise unclear."""
@@ -54,7 +73,7 @@ def verdict(row: dict[str, Any]) -> str:
         return "did not help"
     if row["seeds"] >= 2 and row["seeds_better"] == row["seeds"]:
         return "helped"
-    return "unclear (too few seeds or mixed signs)"
+    return "unclear (one seed)" if row["seeds"] < 2 else "unclear (mixed signs across seeds)"
 
 
 def _pm(pair: tuple[float, float]) -> str:
@@ -126,6 +145,8 @@ def render_report(report: dict[str, Any]) -> str:
         "",
         "`s / run` is each unit's wall time on the shared machine, which other jobs (and "
         "other units of this benchmark) used at the same time: compare it within a table only.",
+        "",
+        _foreground_line(report, rows),
         "",
         "## What helped here",
         "",
