@@ -14,6 +14,8 @@ import torch
 
 from kdistill.errors import KDistillError
 from kdistill.losses.base import LossTerm, TermContext
+from kdistill.losses.dense import PairwiseAffinityDistillation, PixelwiseDistillation
+from kdistill.losses.detection import BoundedRegression, DetectionLoss, DetectionSoftTargets
 from kdistill.losses.features import HintLoss, NeuronSelectivityLoss
 from kdistill.losses.gradients import AttentionTransferLoss, InputGradientLoss
 from kdistill.losses.logits import (
@@ -47,6 +49,12 @@ BUILTIN_TERMS = {
     "rkd_distance": RelationalDistanceLoss,
     "rkd_angle": RelationalAngleLoss,
     "sp": SimilarityPreservingLoss,
+    # Dense tasks (segmentation, detection), registered after the tuple was retired.
+    "pixel_kl": PixelwiseDistillation,
+    "pairwise": PairwiseAffinityDistillation,
+    "detection_targets": DetectionLoss,
+    "detection_soft_targets": DetectionSoftTargets,
+    "bounded_regression": BoundedRegression,
 }
 
 OPTIONS = {
@@ -63,6 +71,11 @@ OPTIONS = {
     "rkd_distance": {},
     "rkd_angle": {"student": "pen", "teacher": "pen"},
     "sp": {"student": "a", "teacher": "b"},
+    "pixel_kl": {"temperature": 2.0},
+    "pairwise": {"student": "a", "teacher": "b", "node_size": 2},
+    "detection_targets": {"stride": 4},
+    "detection_soft_targets": {"background_weight": 1.5},
+    "bounded_regression": {"margin": 0.1},
 }
 
 
@@ -93,7 +106,11 @@ def test_unknown_kind_lists_known_kinds() -> None:
         build_term("fitnets", 1.0)
     message = str(error.value)
     assert message.startswith("unknown loss term kind 'fitnets'")
-    assert "ab, at, dkd, fitnet, grad_at, hard_targets" in message and "\n" not in message
+    assert (
+        "ab, at, bounded_regression, detection_soft_targets, detection_targets, dkd, fitnet"
+        in message
+    )
+    assert "\n" not in message
 
 
 def test_unknown_option_lists_accepted_options() -> None:
@@ -133,7 +150,7 @@ def test_term_modules_import_first_without_a_cycle() -> None:
     code = (
         "import kdistill.losses.logits\n"
         "from kdistill.losses.registry import TERM_REGISTRY, build_term\n"
-        "assert len(TERM_REGISTRY) == 13, sorted(TERM_REGISTRY)\n"
+        "assert len(TERM_REGISTRY) == 18, sorted(TERM_REGISTRY)\n"
         "build_term('soft_targets', 1.0)\n"
     )
     result = subprocess.run(
@@ -158,6 +175,8 @@ USER_MODULE = """
 import torch
 
 from kdistill.losses.base import LossTerm, TermContext
+from kdistill.losses.dense import PairwiseAffinityDistillation, PixelwiseDistillation
+from kdistill.losses.detection import BoundedRegression, DetectionLoss, DetectionSoftTargets
 from kdistill.losses.registry import register_term
 
 
