@@ -266,6 +266,7 @@ def _add_dense(benches: argparse._SubParsersAction) -> None:
     dense.add_argument(
         "--train-fraction", type=float, default=0.5, help="students' share of the canvases"
     )
+    dense.add_argument("--student-lr", type=float, default=None, help="students' learning rate")
     dense.add_argument("--work-dir", type=Path, default=Path("runs/bench-dense"))
     dense.add_argument("--output-dir", type=Path, default=Path("docs/results/dense"))
 
@@ -315,6 +316,7 @@ def run_bench(args: argparse.Namespace) -> int | None:
                 teacher_epochs=args.teacher_epochs,
                 epochs=args.epochs,
                 train_fraction=args.train_fraction,
+                student_lr=args.student_lr,
                 work_dir=args.work_dir,
                 output_dir=args.output_dir,
             )

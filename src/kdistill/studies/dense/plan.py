@@ -42,13 +42,20 @@ def seg_teacher_config(epochs: int) -> RunConfig:
     return parse_config(_settle(_raw("seg-teacher.yaml"), 0, epochs, 1.0))
 
 
+def _with_lr(raw: dict[str, Any], lr: float | None) -> dict[str, Any]:
+    if lr is not None:
+        raw["train"] = dict(raw["train"], optimizer=dict(raw["train"]["optimizer"], lr=lr))
+    return raw
+
+
 def seg_cell_config(
-    method: str, seed: int, epochs: int, fraction: float, teacher: Path
+    method: str, seed: int, epochs: int, fraction: float, teacher: Path, lr: float | None = None
 ) -> RunConfig:
-    """One student cell: ``method`` of :data:`SEG_METHODS` with ``seed``."""
+    """One student cell: ``method`` of :data:`SEG_METHODS` with ``seed`` (and the students'
+    learning rate ``lr`` instead of the config's)."""
     if method == "student":
-        return parse_config(_settle(_raw("seg-student.yaml"), seed, epochs, fraction))
-    raw = _settle(_raw("seg-distill.yaml"), seed, epochs, fraction)
+        return parse_config(_with_lr(_settle(_raw("seg-student.yaml"), seed, epochs, fraction), lr))
+    raw = _with_lr(_settle(_raw("seg-distill.yaml"), seed, epochs, fraction), lr)
     terms = raw["distill"]["terms"]
     keep = {"pixel": ("pixel_kl",), "pairwise": ("pairwise",), "all": ("pixel_kl", "pairwise")}
     if method not in keep:

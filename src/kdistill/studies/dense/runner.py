@@ -43,6 +43,8 @@ class DenseBenchSettings:
     teacher_epochs: int = 8
     epochs: int = 6
     train_fraction: float = 0.5
+    student_lr: float | None = None
+    """The students' learning rate instead of their configs' (segmentation)."""
     work_dir: Path = Path("runs/bench-dense")
     output_dir: Path = Path("docs/results/dense")
 
@@ -53,7 +55,15 @@ class DenseBenchSettings:
             parts.append("--seeds " + " ".join(map(str, self.seeds)))
         if self.tasks != defaults.tasks:
             parts.append("--tasks " + " ".join(self.tasks))
-        for name in ("teacher_epochs", "epochs", "train_fraction", "work_dir", "output_dir"):
+        names = (
+            "teacher_epochs",
+            "epochs",
+            "train_fraction",
+            "student_lr",
+            "work_dir",
+            "output_dir",
+        )
+        for name in names:
             if getattr(self, name) != getattr(defaults, name):
                 parts.append(f"--{name.replace('_', '-')} {getattr(self, name)}")
         return " ".join(parts)
@@ -131,8 +141,9 @@ def _run_segmentation(settings: DenseBenchSettings, started: float) -> dict[str,
     for seed in settings.seeds:
         for method in SEG_METHODS:
             config = seg_cell_config(
-                method, seed, settings.epochs, settings.train_fraction, teacher_path
-            )
+                method, seed, settings.epochs, settings.train_fraction, teacher_path,
+                settings.student_lr,
+            )  # fmt: skip
             stage = run_stage(f"seg-{method}", config, folder / f"seed-{seed}", dataset)
             cells[method].append(_cell(stage))
             paths.setdefault(method, stage.model_path())
@@ -163,6 +174,7 @@ def _write(
         "rule": (
             f"test mIoU (background included) of the model after the last epoch; students "
             f"{settings.epochs} epochs on {settings.train_fraction:g} of the {len(dataset.train)} "
+            f"(learning rate {settings.student_lr or 'as configured'}) "
             f"training canvases, {seeds_done} seed(s) (mean, sample std); teacher "
             f"{settings.teacher_epochs} epochs on all of them, seed 0"
         ),
