@@ -155,9 +155,15 @@ def render_report(report: dict[str, Any]) -> str:
         "- Verdicts are for these tiny runs (few epochs, a few thousand 64 x 64 canvases, "
         f"{len(report['seeds'])} seed(s)); they say nothing about the paper's Cityscapes setting.",
         "",
-        "The detection half (Chen et al. 2017; `--tasks detection`) writes "
-        "[detection.md](detection.md) beside this file.",
-        "",
+        *(
+            [
+                "The detection half (Chen et al. 2017; `--tasks detection`) is in "
+                "[detection.md](detection.md) beside this file.",
+                "",
+            ]
+            if report.get("detection_report")
+            else []
+        ),
         "## Pictures",
         "",
         "![test canvases: input, ground truth, teacher, student alone, distilled student]"

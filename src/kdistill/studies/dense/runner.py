@@ -192,6 +192,7 @@ def _write(
     }
     output = settings.output_dir
     output.mkdir(parents=True, exist_ok=True)
+    report["detection_report"] = (output / "detection.md").exists()
     shown = {"teacher": teacher}
     for method in ("student", "all"):
         if method in paths:
