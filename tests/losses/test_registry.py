@@ -14,10 +14,9 @@ import torch
 
 from kdistill.errors import KDistillError
 from kdistill.losses.base import LossTerm, TermContext
-
-# The hand-written tuple registry.py kept before terms registered themselves, with the names
-# those classes had then.
 from kdistill.losses.causal_lm import NextTokenCrossEntropy, TokenDivergence
+from kdistill.losses.dense import PairwiseAffinityDistillation, PixelwiseDistillation
+from kdistill.losses.detection import BoundedRegression, DetectionLoss, DetectionSoftTargets
 from kdistill.losses.features import HintLoss, NeuronSelectivityLoss
 from kdistill.losses.generators import GeneratorFeatureLoss, ReconstructionLoss
 from kdistill.losses.gradients import AttentionTransferLoss, InputGradientLoss
@@ -43,6 +42,8 @@ from kdistill.losses.relations import (
 from kdistill.losses.sparsity import ActivationBoundaryLoss
 from kdistill.losses.weights import WeightMatchingLoss
 
+# The hand-written tuple registry.py kept before terms registered themselves, with the names
+# those classes had then, and every term registered since.
 BUILTIN_TERMS = {
     "soft_targets": SoftTargetLoss,
     "hard_targets": HardTargetLoss,
@@ -66,6 +67,12 @@ BUILTIN_TERMS = {
     "embedding_mse": EmbeddingMSELoss,
     "lm_cross_entropy": NextTokenCrossEntropy,
     "lm_divergence": TokenDivergence,
+    # Dense tasks (segmentation, detection), registered after the tuple was retired.
+    "pixel_kl": PixelwiseDistillation,
+    "pairwise": PairwiseAffinityDistillation,
+    "detection_targets": DetectionLoss,
+    "detection_soft_targets": DetectionSoftTargets,
+    "bounded_regression": BoundedRegression,
 }
 
 OPTIONS = {
@@ -91,6 +98,11 @@ OPTIONS = {
     "embedding_mse": {},
     "lm_cross_entropy": {},
     "lm_divergence": {"divergence": "jsd", "beta": 0.3, "top_k": 8},
+    "pixel_kl": {"temperature": 2.0},
+    "pairwise": {"student": "a", "teacher": "b", "node_size": 2},
+    "detection_targets": {"stride": 4},
+    "detection_soft_targets": {"background_weight": 1.5},
+    "bounded_regression": {"margin": 0.1},
 }
 
 
@@ -121,7 +133,10 @@ def test_unknown_kind_lists_known_kinds() -> None:
         build_term("fitnets", 1.0)
     message = str(error.value)
     assert message.startswith("unknown loss term kind 'fitnets'")
-    assert "ab, at, dkd, embedding_cosine, embedding_mse, fitnet, generator_features" in message
+    assert (
+        "ab, at, bounded_regression, detection_soft_targets, detection_targets, dkd, "
+        "embedding_cosine, embedding_mse, fitnet, generator_features" in message
+    )
     assert "\n" not in message
 
 
@@ -162,7 +177,7 @@ def test_term_modules_import_first_without_a_cycle() -> None:
     code = (
         "import kdistill.losses.logits\n"
         "from kdistill.losses.registry import TERM_REGISTRY, build_term\n"
-        "assert len(TERM_REGISTRY) == 22, sorted(TERM_REGISTRY)\n"
+        "assert len(TERM_REGISTRY) == 27, sorted(TERM_REGISTRY)\n"
         "build_term('soft_targets', 1.0)\n"
     )
     result = subprocess.run(
@@ -187,6 +202,8 @@ USER_MODULE = """
 import torch
 
 from kdistill.losses.base import LossTerm, TermContext
+from kdistill.losses.dense import PairwiseAffinityDistillation, PixelwiseDistillation
+from kdistill.losses.detection import BoundedRegression, DetectionLoss, DetectionSoftTargets
 from kdistill.losses.registry import register_term
 
 

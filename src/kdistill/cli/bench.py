@@ -115,6 +115,7 @@ def add_bench_verb(verbs: argparse._SubParsersAction) -> None:
     _add_speed(benches)
     add_gan_compression(benches)
     _add_language(benches)
+    _add_dense(benches)
 
 
 def _add_self_online(benches: argparse._SubParsersAction) -> None:
@@ -368,6 +369,30 @@ def _run_language(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_dense(benches: argparse._SubParsersAction) -> None:
+    dense = benches.add_parser(
+        "dense",
+        help="distillation for segmentation (and detection) on glyph canvases",
+        description="Segmentation teacher, student alone, student + pixel-wise, + pair-wise and "
+        "+ both terms (Liu et al. 2019) on canvases of MNIST and Fashion-MNIST glyphs; mIoU, "
+        "parameters, MACs and CPU latency; writes results.json, README.md and pictures. "
+        "--tasks detection: the same for Chen et al. (2017)'s terms on a grid detector (mAP). "
+        "Finished stages are kept in --work-dir; rerun the same command to resume.",
+    )
+    dense.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    dense.add_argument(
+        "--tasks", nargs="+", default=["segmentation"], choices=["segmentation", "detection"]
+    )
+    dense.add_argument("--teacher-epochs", type=int, default=8, help="default 8")
+    dense.add_argument("--epochs", type=int, default=6, help="students' epochs (default 6)")
+    dense.add_argument(
+        "--train-fraction", type=float, default=0.5, help="students' share of the canvases"
+    )
+    dense.add_argument("--student-lr", type=float, default=None, help="students' learning rate")
+    dense.add_argument("--work-dir", type=Path, default=Path("runs/bench-dense"))
+    dense.add_argument("--output-dir", type=Path, default=Path("docs/results/dense"))
+
+
 def run_bench(args: argparse.Namespace) -> int | None:
     """Run ``kdistill bench ...``; returns None when ``args`` is not a bench verb."""
     if args.verb != "bench":
@@ -409,10 +434,26 @@ def run_bench(args: argparse.Namespace) -> int | None:
         return 0
     if args.bench == "gan-compression":
         return run_gan_compression(args)
+    if args.bench == "dense":
+        from kdistill.studies.dense.runner import DenseBenchSettings, run_dense_benchmark
+
+        run_dense_benchmark(
+            DenseBenchSettings(
+                seeds=args.seeds,
+                tasks=args.tasks,
+                teacher_epochs=args.teacher_epochs,
+                epochs=args.epochs,
+                train_fraction=args.train_fraction,
+                student_lr=args.student_lr,
+                work_dir=args.work_dir,
+                output_dir=args.output_dir,
+            )
+        )
+        return 0
     if args.bench != "methods":
         raise KDistillError(
             "kdistill bench needs a benchmark name: kdistill bench methods, self-online, netaug, "
-            "gan-compression, language, deploy or speed"
+            "gan-compression, language, dense, deploy or speed"
         )
     from kdistill.studies.methods import BenchSettings, methods, run_methods_benchmark
 

@@ -201,8 +201,12 @@ def _run(args: argparse.Namespace) -> int:
         result = methods.run(config, resume=args.resume, overwrite=args.overwrite)
         if not is_main_process():
             return 0  # under torchrun, rank 0 reports for every process
+        # Detection has no errors to count: its line shows mAP instead.
         errors = {
-            name: {split: metrics["errors"] for split, metrics in splits.items()}
+            name: {
+                split: metrics["errors"] if "errors" in metrics else {"map": metrics.get("map")}
+                for split, metrics in splits.items()
+            }
             for name, splits in result.final.items()
         }
         print(json.dumps({"output_dir": str(result.run_dir), "test_errors": errors}))
@@ -250,6 +254,18 @@ def _run(args: argparse.Namespace) -> int:
         recorded = loaded[0][1].get("input_encoding")
         if recorded is not None:
             test = test.with_encoding(InputEncoding.from_description(recorded))
+        task_name = str(loaded[0][1].get("task") or "classification")
+        if task_name != "classification":  # segmentation, detection: the task's own metrics
+            from kdistill.engine import resolve_device
+            from kdistill.tasks import create_task
+
+            if len(models) > 1 or shifts:
+                raise KDistillError(
+                    f"evaluate one {task_name} model at a time, without --bias-shift"
+                )
+            dense = create_task(task_name).evaluate(models[0], test, 500, resolve_device("cpu"))
+            print(json.dumps(dense.summary()))
+            return 0
         _check_class_counts(args.model, models, test, dataset.num_classes, dataset.name)
         evaluation, members = evaluate_teacher(Teacher(models), test, args.ensemble_rule)
         if args.json:

@@ -123,7 +123,8 @@ def default_encoding(inputs: torch.Tensor) -> InputEncoding:
 class Split:
     """One split of a data set, in memory: stored ``inputs`` (uint8 images ``[N, C, H, W]``,
     int64 token ids ``[N, tokens]`` padded with the tokenizer's pad id, or float32 ``[N, ...]``),
-    int64 ``labels`` ``[N]`` (-100: unlabelled, e.g. extra text in a transfer set) and the :class:`InputEncoding` that turns
+    int64 ``labels`` ``[N]`` (-100: unlabelled, e.g. extra text in a transfer set; ``[N, ...]``
+    for dense tasks: masks, boxes) and the :class:`InputEncoding` that turns
     stored inputs into model inputs (by default pixels ``/ 255``, floats as they are)."""
 
     inputs: torch.Tensor
@@ -150,10 +151,12 @@ class Split:
                 f"{self.inputs.dtype} with shape {list(self.inputs.shape)}: convert with "
                 "inputs_to_array()"
             )
-        if self.labels.dtype != torch.int64 or self.labels.dim() != 1:
+        # Dense tasks label each example with a tensor: masks [N, H, W], boxes [N, K, 5].
+        if self.labels.dtype != torch.int64 or self.labels.dim() < 1:
             raise KDistillError(
-                f"Split labels must be an int64 tensor [N], got {self.labels.dtype} with shape "
-                f"{list(self.labels.shape)}: convert with labels.long()"
+                f"Split labels must be an int64 tensor [N] (or [N, ...] for dense tasks), got "
+                f"{self.labels.dtype} with shape {list(self.labels.shape)}: convert with "
+                "labels.long()"
             )
         if self.inputs.shape[0] != self.labels.shape[0]:
             raise KDistillError(

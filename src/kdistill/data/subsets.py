@@ -38,9 +38,12 @@ def _allocate(counts: torch.Tensor, total: int) -> torch.Tensor:
 def stratified_indices(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
     """``size`` positions drawn at random within each class, class proportions preserved.
 
-    Returned sorted, so the subset keeps the original example order.
+    Returned sorted, so the subset keeps the original example order. Dense labels (masks,
+    boxes: ``[N, ...]``) have no one class per example: the draw is then uniform.
     """
     generator = _generator(seed)
+    if labels.dim() > 1:
+        return torch.randperm(labels.shape[0], generator=generator)[:size].sort().values
     if labels.numel() and int(labels.min()) < 0:  # unlabelled text (-100): a stratum of its own
         labels = torch.where(labels < 0, int(labels.max()) + 1, labels)
     counts = torch.bincount(labels)

@@ -8,7 +8,7 @@ reads (logits, for classification).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,13 +69,22 @@ class Objective(nn.Module):
 class SupervisedObjective(Objective):
     """Cross-entropy with the true labels: a teacher, or a student's hard-label baseline."""
 
-    def __init__(self, model: nn.Module, label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        label_smoothing: float = 0.0,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.label_smoothing = label_smoothing
+        self.loss = loss
+        """A task's own loss of (outputs, labels), e.g. a detector's; default cross-entropy."""
 
     def forward(self, batch: Batch) -> ObjectiveOutput:
         logits = self.model(batch.inputs)
+        if self.loss is not None:
+            return ObjectiveOutput({"hard_targets": self.loss(logits, batch.labels)}, logits)
         loss = F.cross_entropy(logits, batch.labels, label_smoothing=self.label_smoothing)
         return ObjectiveOutput({"hard_targets": loss}, logits)
 

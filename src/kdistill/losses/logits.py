@@ -124,6 +124,12 @@ class SoftTargetLoss(LossTerm):
     def forward(self, context: TermContext) -> torch.Tensor:
         if context.teacher_member_logits is None:
             raise KDistillError("the soft-target loss needs a teacher: add distill.teachers")
+        if context.student_logits.dim() != 2:
+            raise KDistillError(
+                f"soft_targets reads logits [batch, classes], the student returned "
+                f"{list(context.student_logits.shape)}: for dense outputs set "
+                "distill.soft_target_weight: 0 and add {kind: pixel_kl}"
+            )
         targets = teacher_log_probs(
             context.teacher_member_logits, self.temperature, self.ensemble_rule
         )

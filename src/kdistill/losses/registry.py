@@ -22,6 +22,8 @@ from kdistill.errors import KDistillError
 # TERM_REGISTRY complete whenever build_term is reached.
 from kdistill.losses import (  # noqa: F401
     causal_lm,
+    dense,
+    detection,
     features,
     generators,
     gradients,

@@ -35,4 +35,5 @@ def train(
     settings.description = f"train {settings.run_dir.name}"
     settings.recipes = {"model": config.model.model_dump()}
     with claim_run_folder(config, resume=resume, overwrite=overwrite, may_raise=("train.epochs",)):
-        return fit(SupervisedObjective(model), data, settings, resume=resume)
+        objective = SupervisedObjective(model, loss=settings.task.supervised_loss)
+        return fit(objective, data, settings, resume=resume)

@@ -2,6 +2,7 @@
 
 from kdistill.models import causal_lm as _causal_lm  # noqa: F401  (registers "smollm2", "llama")
 from kdistill.models import cnn as _cnn  # noqa: F401  (registers "cnn")
+from kdistill.models import dense as _dense  # noqa: F401  (registers "segnet")
 from kdistill.models import gan as _gan  # noqa: F401  (registers "cgan-*")
 from kdistill.models import mlp as _mlp  # noqa: F401  (registers "mlp")
 from kdistill.models import sliceable as _sliceable  # noqa: F401  (registers "sliceable-*")

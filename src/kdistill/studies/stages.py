@@ -134,8 +134,9 @@ def run_stage(
         result = _run_config(config, resume=True, dataset=dataset)
         seconds = time.perf_counter() - started
         atomic_write_text(run_dir / "config.yaml", dump_config(config))
-        errors = next(iter(result.final.values()))["test"]["errors"]
-        line = f"[{name}] {seconds:.0f} s, test errors {errors}"
+        test = next(iter(result.final.values()))["test"]
+        shown = f"test errors {test['errors']}" if "errors" in test else f"test mAP {test['map']}"
+        line = f"[{name}] {seconds:.0f} s, {shown}"
         print(line, flush=True)
         if log is not None:
             log.append(line)

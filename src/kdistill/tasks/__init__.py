@@ -19,14 +19,18 @@ from kdistill.tasks.classification import (
     predict_logits,
     without_confusion,
 )
+from kdistill.tasks.detection import DetectionEvaluation, DetectionTask
 from kdistill.tasks.generation import GenerationTask  # registers "generation"
 from kdistill.tasks.language_modeling import LanguageModelingTask
+from kdistill.tasks.segmentation import SegmentationEvaluation, SegmentationTask
 from kdistill.tasks.text_classification import SentenceEmbeddingTask, TextClassificationTask
 
 __all__ = [
     "BatchSource",
     "ClassEvaluation",
     "ClassificationTask",
+    "DetectionEvaluation",
+    "DetectionTask",
     "Evaluation",
     "GenerationTask",
     "LanguageModelingTask",
@@ -39,5 +43,7 @@ __all__ = [
     "evaluate_logits",
     "predict_logits",
     "register_task",
+    "SegmentationEvaluation",
+    "SegmentationTask",
     "without_confusion",
 ]

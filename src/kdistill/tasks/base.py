@@ -102,6 +102,10 @@ class Task(ABC):
         self, model: nn.Module, split: Split, batch_size: int, device: torch.device
     ) -> Evaluation: ...
 
+    supervised_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    """Plain training's loss of ``(outputs, labels)`` when it is not cross-entropy (a
+    detector's); ``kdistill train`` hands it to the supervised objective."""
+
     @abstractmethod
     def probe(self, model: nn.Module, split: Split, role: str) -> int:
         """Run ``model`` on one example; return its output size, or raise a one-line error

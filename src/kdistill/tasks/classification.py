@@ -173,6 +173,12 @@ class ClassificationTask(Task):
         return evaluate_classifier(model, split, batch_size, device)
 
     def probe(self, model: nn.Module, split: Split, role: str) -> int:
+        if split.labels.dim() != 1:  # Split also holds dense labels (masks, boxes)
+            raise KDistillError(
+                f"task: classification needs one class id per example (labels [N]), the data's "
+                f"labels are {list(split.labels.shape)}: set task: segmentation or detection, "
+                "or give class ids (not one-hot)"
+            )
         example = split.encoded(0, 1)
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         was_training = model.training

@@ -1,0 +1,195 @@
+"""``kdistill bench dense --tasks detection``: the grid detector's teacher, the student alone, the
+student with each of Chen et al. (2017)'s terms (soft targets with background weight, bounded
+regression, hints through a 1x1 adapter) and with all three, on glyph canvases with boxes.
+
+Same harness as the segmentation half (:mod:`kdistill.studies.dense.runner`): one teacher,
+seeds the outer loop, each cell a :func:`~kdistill.studies.stages.run_stage` unit, the report
+(``detection.md``, ``detection.json``, ``detection.png``) rewritten after every seed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kdistill.data import load_dataset
+from kdistill.engine.checkpoint import load_model
+from kdistill.files import atomic_write_bytes, atomic_write_text, cache_dir
+from kdistill.studies.dense.plan import DET_LABELS, DET_METHODS, det_cell_config, det_teacher_config
+from kdistill.studies.dense.runner import DenseBenchSettings, log, profile
+from kdistill.studies.self_online.report import machine
+from kdistill.studies.stages import run_stage
+from kdistill.tasks.detection import decode_detections
+
+MIN_SHOWN_SCORE = 0.1
+"""Pictures show each model's (at most 5) best detections above this score."""
+
+
+def _cell(stage: Any) -> dict[str, Any]:
+    test = stage.metrics()
+    return {
+        "map": test["map"],
+        "map_50": test["map_50"],
+        "seconds": round(stage.seconds, 1),
+        "epochs": len(stage.history),
+    }
+
+
+def run_detection(settings: DenseBenchSettings, started: float) -> dict[str, Any]:
+    dataset = load_dataset("canvases-det", cache_dir=cache_dir())
+    folder = settings.work_dir / "detection"
+    teacher_config = det_teacher_config(settings.teacher_epochs, settings.train_fraction)
+    teacher_stage = run_stage("det-teacher", teacher_config, folder, dataset)
+    teacher_path = teacher_stage.model_path()
+    log(f"detection teacher: test mAP {teacher_stage.metrics()['map']:.4f}")
+    cells: dict[str, list[dict[str, Any]]] = {method: [] for method in DET_METHODS}
+    paths: dict[str, Path] = {}
+    report: dict[str, Any] = {}
+    for seed in settings.seeds:
+        for method in DET_METHODS:
+            config = det_cell_config(
+                method, seed, settings.epochs, settings.train_fraction, teacher_path
+            )
+            stage = run_stage(f"det-{method}", config, folder / f"seed-{seed}", dataset)
+            cells[method].append(_cell(stage))
+            paths.setdefault(method, stage.model_path())
+            log(f"[detection seed {seed}] {method}: test mAP {stage.metrics()['map']:.4f}")
+        test = dataset.test
+        example = test.input_encoding.encode(test.inputs[:1])
+        teacher, _ = load_model(teacher_path)
+        student, _ = load_model(paths["student"])
+        report = {
+            "command": settings.command_line(),
+            "machine": machine() + "; shared with other jobs",
+            "wall_seconds_this_invocation": round(time.perf_counter() - started, 1),
+            "rule": (
+                f"COCO mAP (pycocotools) on the {len(test)} test canvases after the last epoch; "
+                f"teacher (seed 0) {settings.teacher_epochs} epochs and students "
+                f"{settings.epochs} epochs on {settings.train_fraction:g} of the "
+                f"{len(dataset.train)} training canvases; {len(cells['student'])} seed(s)"
+            ),
+            "teacher": {**_cell(teacher_stage), "profile": profile(teacher, example)},
+            "student_profile": profile(student, example),
+            "cells": cells,
+        }
+        output = settings.output_dir
+        output.mkdir(parents=True, exist_ok=True)
+        shown = {"teacher": teacher, "student alone": student}
+        if "all" in paths:
+            shown["student + all three"], _ = load_model(paths["all"])
+        _draw(output / "detection.png", test.inputs[:6], test.labels[:6], shown)
+        atomic_write_text(output / "detection.json", json.dumps(report, indent=2) + "\n")
+        atomic_write_text(output / "detection.md", render_detection(report))
+        log(f"wrote {output / 'detection.md'} ({len(cells['student'])} seed(s))")
+    return report
+
+
+def _pm(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {spread:.2f}"
+
+
+def render_detection(report: dict[str, Any]) -> str:
+    teacher = report["teacher"]
+    alone = [100 * run["map"] for run in report["cells"]["student"]]
+    lines = [
+        "# Distillation for object detection on glyph canvases (Chen et al. 2017)",
+        "",
+        "Written by `kdistill bench dense --tasks detection`; every figure was measured by it.",
+        "",
+        f"- Command: `{report['command']}`",
+        f"- Machine: {report['machine']}",
+        f"- Rule: {report['rule']}",
+        "- Detector: `detnet`, FCOS-style on a stride-4 grid, NMS-free peak decoding; terms: "
+        "`detection_soft_targets` (weight 0.5, w0 = 1.5, T = 1), `bounded_regression` "
+        "(weight 0.5, m = 0), `fitnet` hint on `backbone.decode4` through a 1x1 adapter "
+        "(weight 1, mean); every student also has its ground-truth loss.",
+        "",
+        "| model | parameters | MACs / canvas | CPU latency batch 1 (ms) | batch 100 (ms) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, prof in (("teacher", teacher["profile"]), ("student", report["student_profile"])):
+        lines.append(
+            f"| {name} | {prof['parameters']:,} | {prof['macs'] / 1e6:.1f} M | "
+            f"{prof['latency_batch_1_ms']:.2f} | {prof['latency_batch_100_ms']:.1f} |"
+        )
+    lines += [
+        "",
+        f"Teacher: mAP@[.5:.95] {100 * teacher['map']:.2f}, mAP@0.5 {100 * teacher['map_50']:.2f}.",
+        "",
+        "| student | mAP@[.5:.95] (%) | mAP@0.5 (%) | gain in mAP over alone (paired) | s / run |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for method, runs in report["cells"].items():
+        if not runs:
+            continue
+        values = [100 * run["map"] for run in runs]
+        gain = "—"
+        if method != "student":
+            gain = _pm([a - b for a, b in zip(values, alone, strict=False)])
+        lines.append(
+            f"| {DET_LABELS[method]} | {_pm(values)} | "
+            f"{_pm([100 * run['map_50'] for run in runs])} | {gain} | "
+            f"{statistics.mean(run['seconds'] for run in runs):.0f} |"
+        )
+    lines += [
+        "",
+        "A gain counts as help only when it is positive on every seed and there are at least "
+        "two seeds; with one seed this table shows what happened, not whether a term helps. "
+        "`s / run` is each unit's wall time on the shared machine, which other jobs used at "
+        "the same time.",
+        "",
+        "![test canvases: ground truth, teacher, student alone, distilled student](detection.png)",
+        "",
+        f"Pictures: the first six test canvases; each model's best detections (at most 5) "
+        f"scoring at least {MIN_SHOWN_SCORE}, labelled class:score (seed 0's students).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _draw(path: Path, images: torch.Tensor, boxes: torch.Tensor, models: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    found = {}
+    with torch.no_grad():
+        for name, model in models.items():
+            model.eval()
+            found[name] = decode_detections(model(images.float() / 255))
+    columns = ["ground truth", *found]
+    figure, axes = plt.subplots(
+        len(images), len(columns), figsize=(1.8 * len(columns), 1.8 * len(images))
+    )
+    for row in range(len(images)):
+        for column, name in enumerate(columns):
+            axis = axes[row, column]
+            axis.imshow(images[row, 0].numpy(), cmap="gray", vmin=0, vmax=255)
+            shown = (
+                [(c, 1.0, *xy) for c, *xy in boxes[row].tolist() if c >= 0]
+                if name == "ground truth"
+                else [r for r in found[name][row].tolist() if r[1] >= MIN_SHOWN_SCORE][:5]
+            )
+            for label, score, x0, y0, x1, y1 in shown:
+                axis.add_patch(
+                    plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="red")
+                )
+                text = str(int(label)) if name == "ground truth" else f"{int(label)}:{score:.2f}"
+                axis.text(x0, y0, text, color="yellow", fontsize=6)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title(name, fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,94 @@
+"""The dense benchmark's plan (which terms each cell trains) and its report's verdicts."""
+
+from pathlib import Path
+
+import torch
+
+from kdistill.config import DistillRunConfig, TrainRunConfig
+from kdistill.studies.dense.plan import SEG_METHODS, seg_cell_config, seg_teacher_config
+from kdistill.studies.dense.report import draw_predictions, render_report, summarise, verdict
+
+
+def test_cells_train_the_terms_their_names_say():
+    teacher = Path("t/model.safetensors")
+    assert isinstance(seg_teacher_config(3), TrainRunConfig)
+    alone = seg_cell_config("student", 1, 2, 0.5, teacher)
+    assert (
+        isinstance(alone, TrainRunConfig) and alone.seed == 1 and alone.data.train_fraction == 0.5
+    )
+    kinds = {}
+    for method in SEG_METHODS[1:]:
+        config = seg_cell_config(method, 0, 2, 0.5, teacher)
+        assert isinstance(config, DistillRunConfig) and config.task == "segmentation"
+        assert config.distill.soft_target_weight == 0 and config.distill.hard_target_weight == 1
+        assert config.distill.teachers[0].checkpoint == str(teacher)
+        kinds[method] = sorted(term.kind for term in config.distill.terms)
+    assert kinds == {
+        "pixel": ["pixel_kl"],
+        "pairwise": ["pairwise"],
+        "all": ["pairwise", "pixel_kl"],
+    }
+
+
+def _run(miou):
+    return {"miou": miou, "pixel_accuracy": 0.9, "per_class_iou": [0.9, None], "seconds": 1.0}
+
+
+def test_verdicts_need_a_gain_on_every_seed():
+    cells = {
+        "student": [_run(0.30), _run(0.32)],
+        "pixel": [_run(0.33), _run(0.34)],  # better on both seeds
+        "pairwise": [_run(0.29), _run(0.31)],  # worse on both
+        "all": [_run(0.35), _run(0.31)],  # mixed: +5, -1
+    }
+    rows = summarise(cells)
+    assert rows["pixel"]["gain"][0] == 2.5 and verdict(rows["pixel"]) == "helped"
+    assert verdict(rows["pairwise"]) == "did not help"
+    assert verdict(rows["all"]).startswith("unclear")
+
+
+def test_report_and_pictures_render(tmp_path):
+    profile = {
+        "parameters": 10,
+        "macs": 2_000_000,
+        "threads": 1,
+        "latency_batch_1_ms": 1.0,
+        "latency_batch_100_ms": 9.0,
+    }
+    cells = {method: [_run(0.3)] for method in SEG_METHODS}
+    report = {
+        "command": "kdistill bench dense",
+        "machine": "test",
+        "wall_seconds_this_invocation": 1.0,
+        "rule": "last epoch",
+        "data": {"name": "canvases-seg", "train": 4, "test": 2, "classes": 2, "canvas": [1, 8, 8]},
+        "seeds": [0],
+        "teacher": {**_run(0.5), "profile": profile},
+        "student_profile": profile,
+        "cells": cells,
+    }
+    text = render_report(report)
+    assert "| student + pixel-wise (10 l_pi) | 30.00 ± 0.00 |" in text and "digit 0" in text
+    masks = torch.zeros(2, 8, 8, dtype=torch.long)
+    draw_predictions(
+        tmp_path / "p.png", torch.zeros(2, 1, 8, 8, dtype=torch.uint8), masks, {"teacher": masks}
+    )
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_detection_cells_keep_the_ground_truth_and_add_their_terms():
+    from kdistill.studies.dense.plan import DET_METHODS, det_cell_config, det_teacher_config
+
+    teacher = Path("t/model.safetensors")
+    assert det_teacher_config(2, 0.5).task == "detection"
+    kinds = {}
+    for method in DET_METHODS[1:]:
+        config = det_cell_config(method, 0, 2, 0.5, teacher)
+        assert isinstance(config, DistillRunConfig) and config.distill.hard_target_weight == 0
+        kinds[method] = sorted(term.kind for term in config.distill.terms)
+    assert kinds == {
+        "soft": ["detection_soft_targets", "detection_targets"],
+        "bounded": ["bounded_regression", "detection_targets"],
+        "hint": ["detection_targets", "fitnet"],
+        "all": ["bounded_regression", "detection_soft_targets", "detection_targets", "fitnet"],
+    }
