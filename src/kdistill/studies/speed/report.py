@@ -63,7 +63,8 @@ def render(results: dict[str, Any]) -> str:
         f"{matmul['student_training_flops_per_example'] / 1e6:.2f} MFLOP (forward, weight "
         "gradients, input gradients of all layers but the first), teacher forward "
         f"{matmul['teacher_forward_flops_per_example'] / 1e6:.2f} MFLOP. The same products timed "
-        f"alone at batch {results['batch_size']} in this run: "
+        f"alone at batch {results['batch_size']} in this run (before and after the rows, the "
+        "better kept): "
         f"{matmul['same_shape_rate_cached'] / 1e9:.1f} GFLOP/s (student step) and "
         f"{matmul['same_shape_rate_live'] / 1e9:.1f} GFLOP/s (with the teacher's forward); a "
         f"2048 x 2048 product: {matmul['peak_square_2048'] / 1e9:.1f} GFLOP/s.",
