@@ -20,7 +20,15 @@ from kdistill.data import Split
 from kdistill.errors import KDistillError
 from kdistill.plugins import import_object
 
-__all__ = ["BatchSource", "Evaluation", "Meter", "Task", "create_task", "register_task"]
+__all__ = [
+    "BatchSource",
+    "Evaluation",
+    "Meter",
+    "Task",
+    "create_task",
+    "register_task",
+    "run_on_example",
+]
 
 
 class BatchSource(Protocol):
@@ -134,3 +142,32 @@ def create_task(name: str) -> Task:
         if not (isinstance(task_class, type) and issubclass(task_class, Task)):
             raise KDistillError(f"task {name!r} must subclass kdistill.tasks.Task")
     return task_class()
+
+
+def run_on_example(
+    model: nn.Module,
+    example: torch.Tensor,
+    role: str,
+    fix: str,
+    *,
+    what: str = "inputs of shape",
+    errors: tuple[type[Exception], ...] = (RuntimeError, ValueError),
+) -> Any:
+    """``model``'s output for one ``example`` (no grad, eval mode, its mode restored after), for
+    a task's :meth:`Task.probe`; a model that raises one of ``errors`` gets the one-line error
+    naming it (``role``), the input it got and ``fix``."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(example.to(device))
+    except errors as error:
+        text = str(error).strip()
+        first_line = text.splitlines()[0] if text else ""
+        raise KDistillError(
+            f"{role} ({type(model).__name__}) rejects {what} {list(example.shape)} "
+            f"({first_line}): {fix}"
+        ) from None
+    finally:
+        model.train(was_training)

@@ -13,7 +13,7 @@ from torch import nn
 
 from kdistill.data import Batch, BatchLoader, Split, shift_images
 from kdistill.errors import KDistillError
-from kdistill.tasks.base import Evaluation, Meter, Task, register_task
+from kdistill.tasks.base import Evaluation, Meter, Task, register_task, run_on_example
 
 __all__ = [
     "ClassEvaluation",
@@ -180,25 +180,12 @@ class ClassificationTask(Task):
                 "or give class ids (not one-hot)"
             )
         example = split.encoded(0, 1)
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                outputs = model(example.to(device))
-        except (RuntimeError, ValueError) as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            hint = (
-                "set data.input_shape=[-1] for flat input"
-                if example.dim() > 2
-                else "set data.input_shape (e.g. [1, 28, 28]) to the shape it expects"
-            )
-            raise KDistillError(
-                f"{role} ({type(model).__name__}) rejects inputs of shape "
-                f"{list(example.shape)} ({first_line}): {hint}"
-            ) from None
-        finally:
-            model.train(was_training)
+        hint = (
+            "set data.input_shape=[-1] for flat input"
+            if example.dim() > 2
+            else "set data.input_shape (e.g. [1, 28, 28]) to the shape it expects"
+        )
+        outputs = run_on_example(model, example, role, hint)
         if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2:
             shape = list(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs)
             raise KDistillError(

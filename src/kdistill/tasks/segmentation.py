@@ -17,7 +17,7 @@ from torch import nn
 
 from kdistill.data import Batch, BatchLoader, Split
 from kdistill.errors import KDistillError
-from kdistill.tasks.base import Evaluation, Meter, Task, register_task
+from kdistill.tasks.base import Evaluation, Meter, Task, register_task, run_on_example
 
 __all__ = [
     "SegmentationEvaluation",
@@ -184,20 +184,7 @@ class SegmentationTask(Task):
     def probe(self, model: nn.Module, split: Split, role: str) -> int:
         _check_masks(split)
         example = split.encoded(0, 1)
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                outputs = model(example.to(device))
-        except (RuntimeError, ValueError) as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            raise KDistillError(
-                f"{role} ({type(model).__name__}) rejects inputs of shape "
-                f"{list(example.shape)} ({first_line}): set model.kwargs (in_channels) to fit"
-            ) from None
-        finally:
-            model.train(was_training)
+        outputs = run_on_example(model, example, role, "set model.kwargs (in_channels) to fit")
         if not isinstance(outputs, torch.Tensor) or outputs.dim() != 4:
             shape = list(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs)
             raise KDistillError(

@@ -23,7 +23,7 @@ from torch import nn
 
 from kdistill.data import Batch, BatchLoader, Split
 from kdistill.errors import KDistillError
-from kdistill.tasks.base import Evaluation, Meter, Task, register_task
+from kdistill.tasks.base import Evaluation, Meter, Task, register_task, run_on_example
 from kdistill.tasks.classification import ClassEvaluation, evaluate_logits
 
 __all__ = [
@@ -156,20 +156,14 @@ class _TokenTask(Task):
                 "inputs: use a text data set (data.name: bbc) or task: classification"
             )
         example = trim_padding(split.inputs[:1])
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                outputs = model(example.to(device))
-        except (RuntimeError, ValueError, IndexError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            raise KDistillError(
-                f"{role} ({type(model).__name__}) rejects token ids {list(example.shape)} "
-                f"({first}): give a text model (model.name: bert or minilm)"
-            ) from None
-        finally:
-            model.train(was_training)
+        outputs = run_on_example(
+            model,
+            example,
+            role,
+            "give a text model (model.name: bert or minilm)",
+            what="token ids",
+            errors=(RuntimeError, ValueError, IndexError),
+        )
         if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2:
             raise KDistillError(
                 f"{role} ({type(model).__name__}) must return [batch, outputs] for token ids"
