@@ -149,3 +149,16 @@ def test_balanced_batches_are_half_from_the_subset_and_visit_it_once_per_epoch()
     assert all(torch.equal(a.indices, b.indices) for a, b in zip(batches, again, strict=True))
     loader.set_epoch(1)
     assert not torch.equal(next(iter(loader)).indices, batches[0].indices)
+
+
+def test_an_uneven_split_of_the_global_batch_weights_each_share_by_its_size():
+    split = Split(torch.zeros(7, 1, 2, 2, dtype=torch.uint8), torch.arange(7))
+    shares = []
+    for rank in (0, 1):
+        loader = BatchLoader(split, 5, shuffle=False, rank=rank, world_size=2)
+        shares.append([(len(batch), batch.share) for batch in loader])
+    # Batches of 5 and 2: 2 + 3 and 1 + 1 examples; the engine scales a process's mean loss
+    # by share, so (share_0 * mean_0 + share_1 * mean_1) / 2 is the mean over the 5.
+    assert shares == [[(2, 0.8), (1, 1.0)], [(3, 1.2), (1, 1.0)]]
+    alone = BatchLoader(split, 5, shuffle=False)
+    assert [batch.share for batch in alone] == [1.0, 1.0]

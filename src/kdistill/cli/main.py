@@ -301,6 +301,10 @@ def _run(args: argparse.Namespace) -> int:
             work_dir=args.work_dir,
             workers=args.workers,
         )
+        from kdistill.engine import is_main_process
+
+        if not is_main_process():
+            return 0  # under torchrun, rank 0 reports for every process
         report = Path(results["report"])
         lines = report.read_text().splitlines()
         first = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))

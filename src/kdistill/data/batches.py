@@ -42,6 +42,11 @@ class Batch:
     labels: torch.Tensor
     indices: torch.Tensor
     offsets: torch.Tensor | None = None
+    share: float = 1.0
+    """This process's part of the global batch times the number of processes: 1.0 alone or
+    when the global batch splits evenly. DistributedDataParallel averages the processes'
+    gradients with equal weights, so the engine scales a process's mean loss by ``share`` to
+    keep an uneven last batch the mean over its examples, as one process computes it."""
 
     def to(self, device: str | torch.device) -> Batch:
         """Copy of the batch on ``device``."""
@@ -50,6 +55,7 @@ class Batch:
             labels=self.labels.to(device),
             indices=self.indices.to(device),
             offsets=None if self.offsets is None else self.offsets.to(device),
+            share=self.share,
         )
 
     def __len__(self) -> int:
@@ -220,6 +226,7 @@ class BatchLoader:
             labels=labels[on_data].to(self.device),
             indices=mine.to(self.device),
             offsets=offsets,
+            share=(high - low) * self.world_size / size if size else 1.0,
         )
 
 

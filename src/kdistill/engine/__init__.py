@@ -2,7 +2,13 @@
 
 from kdistill.engine.checkpoint import load_model, save_model
 from kdistill.engine.device import resolve_device
-from kdistill.engine.distributed import Processes, is_main_process, processes
+from kdistill.engine.distributed import (
+    Processes,
+    is_main_process,
+    processes,
+    under_torchrun,
+    wait_for_main,
+)
 from kdistill.engine.objective import Objective, ObjectiveOutput, SupervisedObjective
 from kdistill.engine.trainer import FitResult, FitSettings, fit
 
@@ -19,4 +25,6 @@ __all__ = [
     "processes",
     "resolve_device",
     "save_model",
+    "under_torchrun",
+    "wait_for_main",
 ]

@@ -19,7 +19,7 @@ import torch.distributed as dist
 
 from kdistill.errors import KDistillError
 
-__all__ = ["Processes", "is_main_process", "processes"]
+__all__ = ["Processes", "is_main_process", "processes", "under_torchrun", "wait_for_main"]
 
 
 @dataclass(frozen=True)
@@ -92,3 +92,15 @@ def processes(device: torch.device) -> Processes:
 def is_main_process() -> bool:
     """Rank 0 of a torchrun run, or a process started alone: the one that writes files."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def under_torchrun() -> bool:
+    """Started by torchrun with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def wait_for_main() -> None:
+    """Every process waits here until all reach it (rank 0 has written what the others read
+    next); nothing when alone or before the process group started."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

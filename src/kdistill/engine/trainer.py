@@ -447,6 +447,9 @@ def _train_epoch(
         with _autocast(loop.device, config.mixed_precision):
             output = loop.forward(batch) if loop.forward is not None else objective(batch)
         loss = cast(torch.Tensor, sum(output.losses.values()))
+        share = getattr(batch, "share", 1.0)
+        if share != 1.0:  # an uneven split of the global batch (see Batch.share)
+            loss = loss * share
         optimizer.zero_grad(set_to_none=True)
         loop.scaler.scale(loss).backward()
         loop.scaler.unscale_(optimizer)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from kdistill.config import (
     dump_config,
 )
 from kdistill.data import DataSet, TrainingData, prepare_data
+from kdistill.engine import is_main_process, wait_for_main
 from kdistill.files import atomic_write_text, run_once
 from kdistill.methods import specialists as specialists_method
 
@@ -40,6 +42,7 @@ __all__ = [
     "run_stage",
     "specialists_method",
     "stage_dir",
+    "write_report_once",
 ]
 
 # --- The adapter: every call from the studies into training -----------------------------------
@@ -133,11 +136,12 @@ def run_stage(
         started = time.perf_counter()
         result = _run_config(config, resume=True, dataset=dataset)
         seconds = time.perf_counter() - started
-        atomic_write_text(run_dir / "config.yaml", dump_config(config))
         test = next(iter(result.final.values()))["test"]
         shown = f"test errors {test['errors']}" if "errors" in test else f"test mAP {test['map']}"
         line = f"[{name}] {seconds:.0f} s, {shown}"
-        print(line, flush=True)
+        if is_main_process():  # under torchrun, rank 0 writes and prints for every process
+            atomic_write_text(run_dir / "config.yaml", dump_config(config))
+            print(line, flush=True)
         if log is not None:
             log.append(line)
         return {"name": name, "final": result.final, "history": result.history, "seconds": seconds}
@@ -149,3 +153,13 @@ def run_stage(
     return StageResult(
         name, run_dir, saved["final"], saved["history"], saved["seconds"], cached=cached
     )
+
+
+def write_report_once(
+    write: Callable[[dict[str, Any], Path], Path], summary: dict[str, Any], output_dir: Path
+) -> Path:
+    """``write(summary, output_dir)`` in rank 0 alone: under torchrun every process computed
+    the same summary, and the others wait until the report is there. Returns its path."""
+    report = write(summary, output_dir) if is_main_process() else output_dir / "README.md"
+    wait_for_main()
+    return report

@@ -9,7 +9,8 @@ dustbin logit is raised to undo the oversampling (:func:`dustbin_shift`).
 
 Each specialist is one :func:`kdistill.files.run_once` unit in its own folder, trained with
 ``resume=True``: ``--workers N`` runs them in N processes of one thread each, and a killed run
-restarts only the unfinished ones, each from its last epoch checkpoint.
+restarts only the unfinished ones, each from its last epoch checkpoint. Under torchrun the
+processes train one specialist at a time together (each takes its share of every batch).
 """
 
 from __future__ import annotations
@@ -33,7 +34,15 @@ from kdistill.data import (
     load_dataset,
     prepare_data,
 )
-from kdistill.engine import SupervisedObjective, fit, load_model, save_model
+from kdistill.engine import (
+    SupervisedObjective,
+    fit,
+    is_main_process,
+    load_model,
+    save_model,
+    under_torchrun,
+    wait_for_main,
+)
 from kdistill.errors import KDistillError
 from kdistill.files import cache_dir, run_once
 from kdistill.methods.common import derived_seed, file_sha256, fit_settings, write_run_config
@@ -189,14 +198,16 @@ def train_specialist(job: SpecialistJob, dataset: DataSet | None = None) -> tupl
         result = fit(SupervisedObjective(model), specialist_data, settings, resume=True)
         shift = dustbin_shift(subset_fraction, job.batch_share, job.shift_rule)
         apply_class_bias_shift(model, {dustbin: shift})
-        save_model(
-            job.run_dir / SPECIALIST_FILE,
-            model,
-            recipe,
-            classes=job.classes,
-            dustbin_shift=shift,
-            input_encoding=data.encoding.describe(),
-        )
+        if is_main_process():  # under torchrun, rank 0 writes for every process
+            save_model(
+                job.run_dir / SPECIALIST_FILE,
+                model,
+                recipe,
+                classes=job.classes,
+                dustbin_shift=shift,
+                input_encoding=data.encoding.describe(),
+            )
+        wait_for_main()  # the ensemble reads the file next, in every process
         return {
             "index": job.index,
             "classes": job.classes,
@@ -222,6 +233,17 @@ def train_specialists(jobs: list[SpecialistJob], workers: int = 1) -> tuple[list
     if workers < 1:
         raise KDistillError(f"--workers must be at least 1, got {workers}")
     started = time.perf_counter()
+    if under_torchrun():
+        # torchrun's processes already share every specialist's batches (DistributedDataParallel),
+        # one specialist after another; worker processes of their own would each start a
+        # process group of the wrong size.
+        if workers > 1:
+            raise KDistillError(
+                f"--workers {workers} under torchrun: the processes torchrun started already "
+                "train each specialist together; drop --workers (or run without torchrun)"
+            )
+        outcomes = [train_specialist(job) for job in jobs]
+        return [result for result, _ in outcomes], time.perf_counter() - started
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
         max_workers=min(workers, max(len(jobs), 1)), mp_context=context

@@ -30,7 +30,7 @@ from kdistill.studies.hinton_mnist.plan import (
     stage_config,
     teacher_entries,
 )
-from kdistill.studies.stages import StageResult, _prepare_data, run_stage
+from kdistill.studies.stages import StageResult, _prepare_data, run_stage, write_report_once
 from kdistill.teachers import Teacher, evaluate_teacher
 
 
@@ -256,6 +256,5 @@ def run(
         },
         "total_seconds": time.perf_counter() - started,
     }
-    report = write_report(summary, output_dir)
-    summary["report"] = str(report)
+    summary["report"] = str(write_report_once(write_report, summary, output_dir))
     return summary

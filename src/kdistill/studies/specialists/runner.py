@@ -18,7 +18,7 @@ import torch
 
 from kdistill.config import SpecialistsConfig, TrainRunConfig, config_digest
 from kdistill.data import DataSet, TrainingData, load_dataset
-from kdistill.engine import load_model
+from kdistill.engine import load_model, under_torchrun
 from kdistill.engine.checkpoint import load_tensors, save_tensors
 from kdistill.files import cache_dir, run_once
 from kdistill.models import count_parameters
@@ -30,7 +30,7 @@ from kdistill.studies.specialists.plan import (
     method_config,
     train_section,
 )
-from kdistill.studies.stages import _prepare_data, run_stage
+from kdistill.studies.stages import _prepare_data, run_stage, write_report_once
 from kdistill.studies.stages import specialists_method as sp
 from kdistill.tasks import evaluate_logits, predict_logits
 
@@ -394,7 +394,8 @@ def run(
             cards = _model_cards(
                 generalist, specialists, Path(distilled["model_path"]), groups, data, method
             )
-            count = min(settings.get("timing_specialists", 0), len(jobs))
+            # The 1-versus-2 worker timing is about worker processes, which torchrun replaces.
+            count = 0 if under_torchrun() else min(settings.get("timing_specialists", 0), len(jobs))
             for timing_workers in (1, 2) if count else ():
                 timed = work_dir / f"timing-w{timing_workers}"
                 timing_jobs = _specialist_jobs(
@@ -453,6 +454,5 @@ def run(
         )
         + sum(value for key, value in timing.items() if key != "specialists"),
     }
-    report = write_report(summary, output_dir)
-    summary["report"] = str(report)
+    summary["report"] = str(write_report_once(write_report, summary, output_dir))
     return summary
