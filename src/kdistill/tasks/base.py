@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import nn
 
-from kdistill.data import Split
+from kdistill.data import BatchLoader, Split
 from kdistill.errors import KDistillError
 from kdistill.plugins import import_object
 
@@ -84,7 +84,9 @@ class Task(ABC):
 
     name: ClassVar[str] = "task"
 
-    @abstractmethod
+    batch_loader: ClassVar[type[BatchLoader]] = BatchLoader
+    """What :meth:`loader` builds; a task whose batches differ names its own class."""
+
     def loader(
         self,
         split: Split,
@@ -97,10 +99,28 @@ class Task(ABC):
         rank: int = 0,
         world_size: int = 1,
     ) -> BatchSource:
-        """Batches of ``split``; under torchrun, this process's share of every global batch."""
+        """Batches of ``split`` (:attr:`batch_loader`, after :meth:`check_split`); under
+        torchrun, this process's share of every global batch."""
+        self.check_split(split, max_shift)
+        return self.batch_loader(
+            split,
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            max_shift=max_shift,
+            device=device,
+            rank=rank,
+            world_size=world_size,
+        )
 
-    @abstractmethod
-    def batch_size(self, batch: Any) -> int: ...
+    def check_split(self, split: Split, max_shift: int) -> None:
+        """Refuse, with a one-line error naming the fix, data this task cannot batch; every
+        split is fine by default."""
+        return None
+
+    def batch_size(self, batch: Any) -> int:
+        """Examples in ``batch`` (a :class:`~kdistill.data.Batch` has one label row each)."""
+        return len(batch.labels)
 
     @abstractmethod
     def meter(self, device: torch.device) -> Meter: ...

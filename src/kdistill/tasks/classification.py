@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdistill.data import Batch, BatchLoader, Split, shift_images
+from kdistill.data import Batch, Split, shift_images
 from kdistill.errors import KDistillError
 from kdistill.tasks.base import Evaluation, Meter, Task, register_task, run_on_example
 
@@ -137,32 +137,6 @@ class _ErrorMeter(Meter):
 @register_task
 class ClassificationTask(Task):
     name = "classification"
-
-    def loader(
-        self,
-        split: Split,
-        batch_size: int,
-        *,
-        shuffle: bool,
-        seed: int,
-        max_shift: int,
-        device: torch.device,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> BatchLoader:
-        return BatchLoader(
-            split,
-            batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            max_shift=max_shift,
-            device=device,
-            rank=rank,
-            world_size=world_size,
-        )
-
-    def batch_size(self, batch: Batch) -> int:
-        return len(batch.labels)
 
     def meter(self, device: torch.device) -> Meter:
         return _ErrorMeter(device)

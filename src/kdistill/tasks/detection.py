@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdistill.data import Batch, BatchLoader, Split
+from kdistill.data import Batch, Split
 from kdistill.errors import KDistillError
 from kdistill.losses.detection import detection_loss, grid_targets, split_outputs
 from kdistill.tasks.base import Evaluation, Meter, Task, register_task, run_on_example
@@ -201,31 +201,13 @@ class DetectionTask(Task):
     def supervised_loss(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return detection_loss(outputs, labels, STRIDE)
 
-    def loader(
-        self,
-        split: Split,
-        batch_size: int,
-        *,
-        shuffle: bool,
-        seed: int,
-        max_shift: int,
-        device: torch.device,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> BatchLoader:
+    def check_split(self, split: Split, max_shift: int) -> None:
         if max_shift:
             raise KDistillError(
                 f"data.max_shift={max_shift} would move the images but not their boxes: set "
                 "data.max_shift: 0 for task: detection"
             )
         _check_boxes(split)
-        return BatchLoader(
-            split, batch_size, shuffle=shuffle, seed=seed, max_shift=0, device=device,
-            rank=rank, world_size=world_size,
-        )  # fmt: skip
-
-    def batch_size(self, batch: Batch) -> int:
-        return len(batch.labels)
 
     def meter(self, device: torch.device) -> Meter:
         return _CellErrorMeter(device)

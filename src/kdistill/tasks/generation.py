@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdistill.data import Batch, BatchLoader, InputEncoding, Split
+from kdistill.data import Batch, InputEncoding, Split
 from kdistill.errors import KDistillError
 from kdistill.losses.hooks import FeatureCapture
 from kdistill.tasks.base import Evaluation, Meter, Task, register_task
@@ -244,32 +244,6 @@ class GenerationTask(Task):
         )
         self._real = {}
         return self
-
-    def loader(
-        self,
-        split: Split,
-        batch_size: int,
-        *,
-        shuffle: bool,
-        seed: int,
-        max_shift: int,
-        device: torch.device,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> BatchLoader:
-        return BatchLoader(
-            split,
-            batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            max_shift=max_shift,
-            device=device,
-            rank=rank,
-            world_size=world_size,
-        )
-
-    def batch_size(self, batch: Batch) -> int:
-        return len(batch.labels)
 
     def meter(self, device: torch.device) -> Meter:
         return _AdversarialMeter(device)

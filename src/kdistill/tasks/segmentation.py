@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdistill.data import Batch, BatchLoader, Split
+from kdistill.data import Batch, Split
 from kdistill.errors import KDistillError
 from kdistill.tasks.base import Evaluation, Meter, Task, register_task, run_on_example
 
@@ -141,37 +141,13 @@ class _PixelErrorMeter(Meter):
 class SegmentationTask(Task):
     name = "segmentation"
 
-    def loader(
-        self,
-        split: Split,
-        batch_size: int,
-        *,
-        shuffle: bool,
-        seed: int,
-        max_shift: int,
-        device: torch.device,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> BatchLoader:
+    def check_split(self, split: Split, max_shift: int) -> None:
         if max_shift:
             raise KDistillError(
                 f"data.max_shift={max_shift} would move the images but not their masks: set "
                 "data.max_shift: 0 for task: segmentation"
             )
         _check_masks(split)
-        return BatchLoader(
-            split,
-            batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            max_shift=0,
-            device=device,
-            rank=rank,
-            world_size=world_size,
-        )
-
-    def batch_size(self, batch: Batch) -> int:
-        return len(batch.labels)
 
     def meter(self, device: torch.device) -> Meter:
         return _PixelErrorMeter(device)

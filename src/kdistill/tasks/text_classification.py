@@ -118,36 +118,14 @@ class _LabelledErrorMeter(Meter):
 class _TokenTask(Task):
     """What both text tasks share: token batches and a probe on one text."""
 
-    def loader(
-        self,
-        split: Split,
-        batch_size: int,
-        *,
-        shuffle: bool,
-        seed: int,
-        max_shift: int,
-        device: torch.device,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> BatchLoader:
+    batch_loader = TokenBatchLoader
+
+    def check_split(self, split: Split, max_shift: int) -> None:
         if split.inputs.dtype != torch.int64:
             raise KDistillError(
                 f"task {self.name} needs token ids, the data holds {split.inputs.dtype} "
                 f"{list(split.inputs.shape[1:])}: use a text data set (data.name: bbc)"
             )
-        return TokenBatchLoader(
-            split,
-            batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            max_shift=max_shift,
-            device=device,
-            rank=rank,
-            world_size=world_size,
-        )
-
-    def batch_size(self, batch: Batch) -> int:
-        return len(batch.labels)
 
     def probe(self, model: nn.Module, split: Split, role: str) -> int:
         if split.inputs.dtype != torch.int64:
