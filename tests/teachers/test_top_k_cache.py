@@ -64,3 +64,39 @@ def test_distilling_from_the_cache_matches_the_live_sparse_loss(tmp_path, split)
     teacher.members[0].forward = None  # type: ignore[assignment]
     cache_loss = from_cache(batch).losses["lm_divergence"]
     assert float(cache_loss) == pytest.approx(float(live_loss), rel=1e-4)
+
+
+def test_two_processes_compute_the_shards_in_turns_and_read_the_same_cache(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.engine.test_distributed import _env
+
+    script = Path(__file__).with_name("top_k_units.py")
+    for name, launcher in (
+        ("one", [sys.executable]),
+        ("two", [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                 "--nproc_per_node=2"]),
+    ):  # fmt: skip
+        (tmp_path / name).mkdir()
+        done = subprocess.run(
+            [*launcher, str(script), str(tmp_path / name)],
+            env=_env(tmp_path), capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+        if name == "two":
+            wrote = {
+                line["rank"]: line["wrote"]
+                for line in (json.loads(text[7:]) for text in done.stdout.splitlines()
+                             if text.startswith("RESULT "))
+            }  # fmt: skip
+    alone = torch.load(tmp_path / "one" / "rank0.pt", weights_only=True)
+    for rank in (0, 1):
+        shared = torch.load(tmp_path / "two" / f"rank{rank}.pt", weights_only=True)
+        assert torch.equal(shared["ids"], alone["ids"])
+        assert torch.allclose(shared["log_probs"], alone["log_probs"], atol=1e-6)
+    # 600 texts, 3 shards: 0 and 2 computed by rank 0, 1 by rank 1, each once.
+    assert wrote == {0: ["shard-00000.safetensors", "shard-00002.safetensors"],
+                     1: ["shard-00001.safetensors"]}  # fmt: skip

@@ -220,7 +220,9 @@ def teacher_top_k_for_split(
     Computed once in large no-grad batches and stored in shards of :data:`TOP_K_SHARD` texts
     under ``<cache>/teacher-top-k/<key>/`` (key: teacher weights, split, ``k``,
     ``temperature``); each shard is written atomically with a checksum, so an interrupted
-    computation resumes at the first missing or damaged shard.
+    computation resumes at the first missing or damaged shard. Under torchrun the processes
+    compute the missing shards in turns (shard ``i`` by rank ``i mod N``), wait for each
+    other, and every process reads them all (the cache folder must be one every node sees).
     """
     key = hashlib.sha256(
         f"{teacher.fingerprint()}|{split_fingerprint(split)}|{k}|{temperature}".encode()
@@ -228,34 +230,49 @@ def teacher_top_k_for_split(
     folder = Path(cache_dir) / "teacher-top-k" / key
     model = teacher.members[0] if len(teacher.members) == 1 else teacher
     model.eval().to(device)
+    procs = processes(torch.device(device))
+    firsts = list(range(0, len(split), TOP_K_SHARD))
+    shards: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    for number, first in enumerate(firsts):
+        stop = min(first + TOP_K_SHARD, len(split))
+        path = folder / f"shard-{number:05d}.safetensors"
+        if number % procs.world_size != procs.rank or _read_top_k(path, stop - first):
+            continue
+        pieces = []
+        for start in range(first, stop, batch_size):
+            logits = model(split.inputs[start : min(start + batch_size, stop)].to(device))
+            if logits.dim() == 4:  # an ensemble's stacked members: their mean logits
+                logits = logits.mean(dim=0)
+            pieces.append(teacher_top_k(logits, k, temperature))
+        shards[number] = (
+            torch.cat([p[0] for p in pieces]).cpu(),
+            torch.cat([p[1] for p in pieces]).cpu(),
+        )
+        save_tensors(
+            path,
+            {"log_probs": shards[number][0], "ids": shards[number][1]},
+            {"kind": "teacher-top-k", "examples": stop - first, "k": k},
+        )
+    procs.barrier()  # every shard is on disk before any process reads another's
     values, indices = [], []
-    for first in range(0, len(split), TOP_K_SHARD):
-        path = folder / f"shard-{first // TOP_K_SHARD:05d}.safetensors"
-        shard = None
-        if path.exists():
-            try:
-                tensors, saved = load_tensors(path)
-                if saved.get("examples") == min(TOP_K_SHARD, len(split) - first):
-                    shard = tensors["log_probs"], tensors["ids"]
-            except (KDistillError, KeyError):
-                shard = None
+    for number, first in enumerate(firsts):
+        path = folder / f"shard-{number:05d}.safetensors"
+        shard = shards.get(number) or _read_top_k(path, min(TOP_K_SHARD, len(split) - first))
         if shard is None:
-            pieces = []
-            for start in range(first, min(first + TOP_K_SHARD, len(split)), batch_size):
-                stop = min(start + batch_size, first + TOP_K_SHARD, len(split))
-                logits = model(split.inputs[start:stop].to(device))
-                if logits.dim() == 4:  # an ensemble's stacked members: their mean logits
-                    logits = logits.mean(dim=0)
-                pieces.append(teacher_top_k(logits, k, temperature))
-            shard = (
-                torch.cat([p[0] for p in pieces]).cpu(),
-                torch.cat([p[1] for p in pieces]).cpu(),
-            )
-            save_tensors(
-                path,
-                {"log_probs": shard[0], "ids": shard[1]},
-                {"kind": "teacher-top-k", "examples": int(shard[0].shape[0]), "k": k},
-            )
+            raise KDistillError(f"teacher top-k shard {path} is missing or damaged: run again")
         values.append(shard[0])
         indices.append(shard[1])
     return torch.cat(values), torch.cat(indices)
+
+
+def _read_top_k(path: Path, examples: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A finished top-k shard of ``examples`` texts, or None (absent, damaged, another size)."""
+    if not path.exists():
+        return None
+    try:
+        tensors, saved = load_tensors(path)
+    except KDistillError:
+        return None
+    if saved.get("examples") != examples or not {"log_probs", "ids"} <= set(tensors):
+        return None
+    return tensors["log_probs"], tensors["ids"]
