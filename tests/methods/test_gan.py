@@ -34,7 +34,9 @@ def test_each_players_loss_reaches_only_its_own_parameters():
     labels = torch.tensor([0, 1, 2])
     batch = Batch(torch.rand(3, 1, 28, 28), labels, torch.arange(3))
     fake = generator(torch.randn(3, 32), labels)
-    losses, outputs = adversarial_losses(discriminator, batch, fake, "non-saturating")
+    losses, outputs = adversarial_losses(
+        discriminator, batch.inputs, fake, batch.labels, "non-saturating"
+    )
     d_params, g_params = list(discriminator.parameters()), list(generator.parameters())
     d_grads = torch.autograd.grad(losses["discriminator"], d_params + g_params, allow_unused=True)
     assert all(grad is None for grad in d_grads[len(d_params) :])  # nothing reaches G
