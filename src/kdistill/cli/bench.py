@@ -374,8 +374,9 @@ def _add_dense(benches: argparse._SubParsersAction) -> None:
         "dense",
         help="distillation for segmentation (and detection) on glyph canvases",
         description="Segmentation teacher, student alone, student + pixel-wise, + pair-wise, "
-        "+ holistic, + pixel-wise and pair-wise, and + all three (Liu et al. 2019) on canvases of MNIST and Fashion-MNIST glyphs; mIoU, "
-        "parameters, MACs and CPU latency; writes results.json, README.md and pictures. "
+        "+ holistic, + pixel-wise and pair-wise, and + all three (Liu et al. 2019) on canvases "
+        "of MNIST and Fashion-MNIST glyphs; mIoU, parameters, MACs and CPU latency; writes "
+        "results.json, README.md and pictures. "
         "--tasks detection: the same for Chen et al. (2017)'s terms on a grid detector (mAP). "
         "Finished stages are kept in --work-dir; rerun the same command to resume.",
     )

@@ -45,14 +45,7 @@ from kdistill.tasks.generation import AdversarialOutputs, GenerationTask, genera
 from kdistill.teachers import Teacher, load_teacher
 from kdistill.teachers.feature_space import load_feature_space
 
-__all__ = [
-    "GanDistiller",
-    "GanObjective",
-    "adversarial_losses",
-    "frozen",
-    "run_gan",
-    "sample_noise",
-]
+__all__ = ["GanDistiller", "GanObjective", "adversarial_losses", "run_gan", "sample_noise"]
 
 DISCRIMINATOR_FILE = "discriminator.safetensors"
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,7 +62,7 @@ class HolisticDistiller(Distiller):
         weight: float = 0.1,
         penalty_weight: float = 10.0,
         loss: str = "wasserstein",
-        **distiller_options,
+        **distiller_options: Any,
     ) -> None:
         super().__init__(student, teacher, terms, **distiller_options)
         self.discriminator = discriminator

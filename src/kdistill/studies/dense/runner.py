@@ -132,6 +132,12 @@ def run_dense_benchmark(settings: DenseBenchSettings) -> dict[str, Any]:
 
 
 def _run_segmentation(settings: DenseBenchSettings, started: float) -> dict[str, Any]:
+    unknown = sorted(set(settings.seg_methods) - set(SEG_METHODS))
+    if unknown:
+        raise KDistillError(
+            f"unknown segmentation cell(s) {', '.join(unknown)}: give --seg-methods from "
+            f"{' '.join(SEG_METHODS)}"
+        )
     log(f"seeds {settings.seeds}, teacher {settings.teacher_epochs} epochs, students "
         f"{settings.epochs} epochs on {settings.train_fraction:g} of the canvases")  # fmt: skip
     dataset = load_dataset("canvases-seg", cache_dir=cache_dir())
@@ -141,12 +147,6 @@ def _run_segmentation(settings: DenseBenchSettings, started: float) -> dict[str,
     )
     teacher_path = teacher_stage.model_path()
     log(f"teacher: test mIoU {teacher_stage.metrics()['miou']:.4f} ({teacher_stage.seconds:.0f} s)")
-    unknown = sorted(set(settings.seg_methods) - set(SEG_METHODS))
-    if unknown:
-        raise KDistillError(
-            f"unknown segmentation cell(s) {', '.join(unknown)}: give --seg-methods from "
-            f"{' '.join(SEG_METHODS)}"
-        )
     methods = [
         method for method in SEG_METHODS if method == "student" or method in settings.seg_methods
     ]
