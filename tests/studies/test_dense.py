@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from kdistill.config import DistillRunConfig, TrainRunConfig
@@ -117,3 +118,17 @@ def test_detection_cells_keep_the_ground_truth_and_add_their_terms():
         "hint": ["detection_targets", "fitnet"],
         "all": ["bounded_regression", "detection_soft_targets", "detection_targets", "fitnet"],
     }
+
+
+def test_an_unknown_segmentation_cell_is_refused_before_anything_trains(tmp_path):
+    from kdistill.errors import KDistillError
+    from kdistill.studies.dense.runner import DenseBenchSettings, run_dense_benchmark
+
+    settings = DenseBenchSettings(seg_methods=["student", "adversarial"], work_dir=tmp_path)
+    with pytest.raises(KDistillError, match="give --seg-methods from student pixel pairwise"):
+        run_dense_benchmark(settings)
+    assert not any(tmp_path.iterdir())
+    assert (
+        "--seg-methods student holistic"
+        in DenseBenchSettings(seg_methods=["student", "holistic"]).command_line()
+    )
