@@ -3,6 +3,7 @@ its own parameters; a discriminator that does not fit the maps and images, or a 
 section on another task, is refused in one line; a tiny run on real canvases trains every
 loss and resumes to the same student and discriminator."""
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from kdistill.data.canvases import CanvasSettings, canvas_dataset, load_canvases
 from kdistill.errors import KDistillError
 from kdistill.losses.logits import HardTargetLoss
 from kdistill.methods import distill, train
-from kdistill.methods.holistic import HolisticDistiller, check_discriminator
+from kdistill.methods.holistic import HolisticDistiller, check_discriminator, soft_map
 from kdistill.models import create_model
 from kdistill.teachers import Teacher
 
@@ -152,3 +153,20 @@ def test_holistic_distillation_trains_and_resumes_to_the_same_weights(tmp_path, 
     assert len(critic) == len(dict(create_model("seg-discriminator").named_parameters()))
     for key in critic + [key for key in first if key.startswith("objective.student.")]:
         assert torch.equal(first[key], second[key]), key
+
+
+def test_the_teachers_soft_map_is_the_real_sample():
+    """A student identical to its teacher makes maps the critic cannot tell apart: l_ho is
+    exactly 0; the real sample is the members' mean class probabilities (soft_map)."""
+    torch.manual_seed(0)
+    teacher_model = _segnet(2).eval()
+    student = copy.deepcopy(teacher_model).eval()
+    discriminator = create_model("seg-discriminator", num_classes=3, channels=2)
+    objective = HolisticDistiller(
+        student, Teacher([teacher_model]), [HardTargetLoss(1.0)], discriminator
+    )
+    batch = Batch(torch.rand(2, 1, 16, 16), torch.randint(0, 3, (2, 16, 16)), torch.arange(2))
+    assert objective(batch).losses["discriminator"].item() == 0.0
+    logits = torch.tensor([[[[0.0]], [[0.0]]], [[[2.0]], [[0.0]]]])[:, None]  # [M=2, B=1, 2, 1, 1]
+    expected = (torch.tensor([0.5, 0.5]) + torch.tensor([2.0, 0.0]).softmax(0)) / 2
+    assert torch.allclose(soft_map(logits)[0, :, 0, 0], expected)
