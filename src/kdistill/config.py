@@ -388,6 +388,11 @@ class DistillRunConfig(RunConfig):
         _check_gan(self, self.gan)
         if self.distill.holistic is not None and self.task != "segmentation":
             raise ValueError("distill.holistic needs task: segmentation (or remove it)")
+        if self.distill.holistic is not None and self.distill.cache_teacher_logits == "always":
+            raise ValueError(
+                "distill.holistic reads the live teacher's maps: set "
+                "distill.cache_teacher_logits to auto or never"
+            )
         return self
 
 

@@ -341,10 +341,15 @@ def distill(
         features = {**(features or {}), **top_k_cache(config, top_k_terms, teacher, data)}
     # No term reads the teacher's logits (a causal LM's CE or top-k terms): nothing to cache.
     reads_logits = any(term.reads_teacher_logits for term in terms if term.weight != 0)
-    if reads_logits and (
-        (features is not None and not top_k_terms)
-        or use_cached_logits(
-            terms, max_shift, config.distill.cache_teacher_logits, config.train.epochs
+    # The holistic term reads the teacher's dense maps live (too large to cache, as pixel_kl's).
+    if (
+        reads_logits
+        and config.distill.holistic is None
+        and (
+            (features is not None and not top_k_terms)
+            or use_cached_logits(
+                terms, max_shift, config.distill.cache_teacher_logits, config.train.epochs
+            )
         )
     ):
         cached = teacher_logits_for_split(

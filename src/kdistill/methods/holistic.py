@@ -64,6 +64,11 @@ class HolisticDistiller(Distiller):
         loss: str = "wasserstein",
         **distiller_options: Any,
     ) -> None:
+        if distiller_options.get("cached_teacher_logits") is not None:
+            raise KDistillError(
+                "the holistic term reads the live teacher's maps: set "
+                "distill.cache_teacher_logits=never"
+            )
         super().__init__(student, teacher, terms, **distiller_options)
         self.discriminator = discriminator
         self.weight = weight
