@@ -4,6 +4,7 @@ distiller returns the adversarial losses and GAN Compression's terms, and resume
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from kdistill.config import parse_config
 from kdistill.data import Batch
@@ -141,3 +142,8 @@ def test_gan_distillation_runs_every_term_and_resumes_to_the_same_weights(
     second, _ = load_model(tmp_path / "split" / "student.safetensors")
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+    # The discriminator is part of the objective: its checkpointed weights resume too.
+    whole_state = load_file(tmp_path / "whole" / "checkpoint.safetensors")
+    split_state = load_file(tmp_path / "split" / "checkpoint.safetensors")
+    critic = [key for key in whole_state if key.startswith("objective.discriminator.")]
+    assert critic and all(torch.equal(whole_state[k], split_state[k]) for k in critic)
