@@ -154,6 +154,24 @@ class TeacherConfig(_Strict):
     model: ModelConfig | None = None
 
 
+class HolisticConfig(_Strict):
+    """Liu et al.'s holistic distillation (CVPR 2019, section 3.1, eq. 3), ``task:
+    segmentation``: a conditional discriminator scores (segmentation map, image); the
+    teacher's soft map is the real sample, the student's the fake, and the two play a
+    Wasserstein GAN with gradient penalty (Gulrajani et al. 2017) on the one optimizer."""
+
+    weight: float = Field(0.1, ge=0)
+    """lambda of the student's adversarial loss ``-l_ho`` (the paper's 0.1)."""
+    gradient_penalty: float = Field(10.0, ge=0)
+    """Weight of the WGAN-GP penalty in the discriminator's loss (Gulrajani et al.'s 10)."""
+    loss: Literal["wasserstein", "hinge", "non-saturating"] = "wasserstein"
+    discriminator: ModelConfig = Field(
+        default_factory=lambda: ModelConfig(name="seg-discriminator")
+    )
+    """Called as ``D(maps [B, classes, H, W], images) -> [B]``; ``seg-discriminator`` takes
+    ``kwargs: {num_classes, in_channels, channels}``."""
+
+
 class DistillConfig(_Strict):
     teachers: list[TeacherConfig] = Field(min_length=1)
     ensemble_rule: Literal["arithmetic", "geometric"] = "arithmetic"
@@ -177,6 +195,8 @@ class DistillConfig(_Strict):
     """FitNet's two-stage training: this many epochs with only the hint terms first."""
     keep_hints: bool = False
     """With ``hint_epochs``: keep the hint terms in stage 2 too (the paper's stage 2 drops them)."""
+    holistic: HolisticConfig | None = None
+    """``task: segmentation``: add the holistic adversarial term (Liu et al. 2019)."""
 
 
 # --- Self and online distillation (born-again networks, deep mutual learning) ---------------
@@ -274,6 +294,8 @@ class NetAugConfig(_Strict):
             raise ValueError(
                 "width_multipliers must all be >= 1 (the base is 1.0): NetAug widens the model"
             )
+        if self.distill is not None and self.distill.holistic is not None:
+            raise ValueError("netaug.distill.holistic is not supported: remove it")
         return self
 
 
@@ -364,6 +386,13 @@ class DistillRunConfig(RunConfig):
     @model_validator(mode="after")
     def _gan_for_generation(self) -> DistillRunConfig:
         _check_gan(self, self.gan)
+        if self.distill.holistic is not None and self.task != "segmentation":
+            raise ValueError("distill.holistic needs task: segmentation (or remove it)")
+        if self.distill.holistic is not None and self.distill.cache_teacher_logits == "always":
+            raise ValueError(
+                "distill.holistic reads the live teacher's maps: set "
+                "distill.cache_teacher_logits to auto or never"
+            )
         return self
 
 

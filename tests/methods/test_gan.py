@@ -4,6 +4,7 @@ distiller returns the adversarial losses and GAN Compression's terms, and resume
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from kdistill.config import parse_config
 from kdistill.data import Batch
@@ -34,7 +35,9 @@ def test_each_players_loss_reaches_only_its_own_parameters():
     labels = torch.tensor([0, 1, 2])
     batch = Batch(torch.rand(3, 1, 28, 28), labels, torch.arange(3))
     fake = generator(torch.randn(3, 32), labels)
-    losses, outputs = adversarial_losses(discriminator, batch, fake, "non-saturating")
+    losses, outputs = adversarial_losses(
+        discriminator, batch.inputs, fake, batch.labels, "non-saturating"
+    )
     d_params, g_params = list(discriminator.parameters()), list(generator.parameters())
     d_grads = torch.autograd.grad(losses["discriminator"], d_params + g_params, allow_unused=True)
     assert all(grad is None for grad in d_grads[len(d_params) :])  # nothing reaches G
@@ -139,3 +142,8 @@ def test_gan_distillation_runs_every_term_and_resumes_to_the_same_weights(
     second, _ = load_model(tmp_path / "split" / "student.safetensors")
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+    # The discriminator is part of the objective: its checkpointed weights resume too.
+    whole_state = load_file(tmp_path / "whole" / "checkpoint.safetensors")
+    split_state = load_file(tmp_path / "split" / "checkpoint.safetensors")
+    critic = [key for key in whole_state if key.startswith("objective.discriminator.")]
+    assert critic and all(torch.equal(whole_state[k], split_state[k]) for k in critic)

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from kdistill.config import DistillRunConfig, TrainRunConfig
@@ -23,11 +24,32 @@ def test_cells_train_the_terms_their_names_say():
         assert config.distill.soft_target_weight == 0 and config.distill.hard_target_weight == 1
         assert config.distill.teachers[0].checkpoint == str(teacher)
         kinds[method] = sorted(term.kind for term in config.distill.terms)
+        if config.distill.holistic is not None:
+            assert config.distill.holistic.weight == 0.1
+            kinds[method].append("holistic")
     assert kinds == {
         "pixel": ["pixel_kl"],
         "pairwise": ["pairwise"],
+        "holistic": ["holistic"],
         "all": ["pairwise", "pixel_kl"],
+        "full": ["pairwise", "pixel_kl", "holistic"],
     }
+
+
+def test_cells_without_the_holistic_term_keep_their_digests():
+    """Adding the holistic cells must not retrain the ones already run: the others are still
+    read from seg-distill.yaml, and seg-distill-holistic.yaml is that file plus the holistic
+    section (so "full" differs from "all" by the holistic term alone)."""
+    from kdistill.config import config_digest
+
+    teacher = Path("t/model.safetensors")
+    all_terms = seg_cell_config("all", 0, 5, 0.5, teacher)
+    full = seg_cell_config("full", 0, 5, 0.5, teacher)
+    assert all_terms.distill.holistic is None
+    assert full.model_copy(
+        update={"distill": full.distill.model_copy(update={"holistic": None})}
+    ) == all_terms.model_copy(update={"output_dir": full.output_dir})
+    assert config_digest(all_terms) != config_digest(full)
 
 
 def _run(miou):
@@ -69,6 +91,10 @@ def test_report_and_pictures_render(tmp_path):
     }
     text = render_report(report)
     assert "| student + pixel-wise (10 l_pi) | 30.00 ± 0.00 |" in text and "digit 0" in text
+    assert "| student + holistic (0.1 l_ho) | 30.00 ± 0.00 |" in text
+    assert "WGAN-GP" in text and "No holistic cell" not in text
+    without = {method: runs for method, runs in cells.items() if method not in ("holistic", "full")}
+    assert "No holistic cell is in this table" in render_report({**report, "cells": without})
     masks = torch.zeros(2, 8, 8, dtype=torch.long)
     draw_predictions(
         tmp_path / "p.png", torch.zeros(2, 1, 8, 8, dtype=torch.uint8), masks, {"teacher": masks}
@@ -92,3 +118,17 @@ def test_detection_cells_keep_the_ground_truth_and_add_their_terms():
         "hint": ["detection_targets", "fitnet"],
         "all": ["bounded_regression", "detection_soft_targets", "detection_targets", "fitnet"],
     }
+
+
+def test_an_unknown_segmentation_cell_is_refused_before_anything_trains(tmp_path):
+    from kdistill.errors import KDistillError
+    from kdistill.studies.dense.runner import DenseBenchSettings, run_dense_benchmark
+
+    settings = DenseBenchSettings(seg_methods=["student", "adversarial"], work_dir=tmp_path)
+    with pytest.raises(KDistillError, match="give --seg-methods from student pixel pairwise"):
+        run_dense_benchmark(settings)
+    assert not any(tmp_path.iterdir())
+    assert (
+        "--seg-methods student holistic"
+        in DenseBenchSettings(seg_methods=["student", "holistic"]).command_line()
+    )

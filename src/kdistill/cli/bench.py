@@ -373,9 +373,10 @@ def _add_dense(benches: argparse._SubParsersAction) -> None:
     dense = benches.add_parser(
         "dense",
         help="distillation for segmentation (and detection) on glyph canvases",
-        description="Segmentation teacher, student alone, student + pixel-wise, + pair-wise and "
-        "+ both terms (Liu et al. 2019) on canvases of MNIST and Fashion-MNIST glyphs; mIoU, "
-        "parameters, MACs and CPU latency; writes results.json, README.md and pictures. "
+        description="Segmentation teacher, student alone, student + pixel-wise, + pair-wise, "
+        "+ holistic, + pixel-wise and pair-wise, and + all three (Liu et al. 2019) on canvases "
+        "of MNIST and Fashion-MNIST glyphs; mIoU, parameters, MACs and CPU latency; writes "
+        "results.json, README.md and pictures. "
         "--tasks detection: the same for Chen et al. (2017)'s terms on a grid detector (mAP). "
         "Finished stages are kept in --work-dir; rerun the same command to resume.",
     )
@@ -389,6 +390,13 @@ def _add_dense(benches: argparse._SubParsersAction) -> None:
         "--train-fraction", type=float, default=0.5, help="students' share of the canvases"
     )
     dense.add_argument("--student-lr", type=float, default=None, help="students' learning rate")
+    dense.add_argument(
+        "--seg-methods",
+        nargs="+",
+        default=None,
+        help="segmentation cells to train (default: all of student pixel pairwise holistic all "
+        "full; student is always trained)",
+    )
     dense.add_argument("--work-dir", type=Path, default=Path("runs/bench-dense"))
     dense.add_argument("--output-dir", type=Path, default=Path("docs/results/dense"))
 
@@ -445,6 +453,7 @@ def run_bench(args: argparse.Namespace) -> int | None:
                 epochs=args.epochs,
                 train_fraction=args.train_fraction,
                 student_lr=args.student_lr,
+                **({"seg_methods": args.seg_methods} if args.seg_methods else {}),
                 work_dir=args.work_dir,
                 output_dir=args.output_dir,
             )

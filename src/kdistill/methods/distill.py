@@ -9,7 +9,7 @@ plugs in beside them with its own weight; the engine sees only named losses.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,12 @@ class Distiller(Objective):
         return stack, captures
 
     def forward(self, batch: Batch) -> ObjectiveOutput:
+        context = self.term_context(batch)
+        return ObjectiveOutput(self.term_losses(context), context.student_logits)
+
+    def term_context(self, batch: Batch) -> TermContext:
+        """The student's outputs on ``batch``, the teacher's (cached or live) and the
+        features the terms read, as the terms see them."""
         stack, captures = self._captures()
         with stack:
             student_logits = self.student(batch.inputs)
@@ -148,7 +154,7 @@ class Distiller(Objective):
                 else captures[request.side].get(request.path, request.kind)  # type: ignore[attr-defined]
                 for request in self.requests
             }
-        context = TermContext(
+        return TermContext(
             inputs=batch.inputs,
             labels=batch.labels,
             student_logits=student_logits,
@@ -158,12 +164,14 @@ class Distiller(Objective):
             features=features,
             has_labels=self.use_labels,
         )
-        losses = {
+
+    def term_losses(self, context: TermContext) -> dict[str, torch.Tensor]:
+        """Each term's weighted loss by name (terms of weight 0 are not computed)."""
+        return {
             name: term.weight * term(context)
             for name, term in zip(self._term_names, self.terms, strict=True)
             if term.weight != 0
         }
-        return ObjectiveOutput(losses, student_logits)
 
     def _cached_feature(self, request: FeatureRequest, batch: Batch) -> torch.Tensor:
         """The cached teacher feature of the batch's examples; for token ids cut after the
@@ -318,6 +326,11 @@ def distill(
             "set model.kwargs.num_classes to match"
         )
     terms = terms_from_config(config.distill)
+    make_objective: Callable[..., Distiller] = Distiller
+    if config.distill.holistic is not None:
+        from kdistill.methods.holistic import holistic_objective  # it imports this module
+
+        make_objective = holistic_objective(config, data, student_outputs)
     cached = None
     max_shift = config.data.max_shift
     features = None
@@ -328,10 +341,15 @@ def distill(
         features = {**(features or {}), **top_k_cache(config, top_k_terms, teacher, data)}
     # No term reads the teacher's logits (a causal LM's CE or top-k terms): nothing to cache.
     reads_logits = any(term.reads_teacher_logits for term in terms if term.weight != 0)
-    if reads_logits and (
-        (features is not None and not top_k_terms)
-        or use_cached_logits(
-            terms, max_shift, config.distill.cache_teacher_logits, config.train.epochs
+    # The holistic term reads the teacher's dense maps live (too large to cache, as pixel_kl's).
+    if (
+        reads_logits
+        and config.distill.holistic is None
+        and (
+            (features is not None and not top_k_terms)
+            or use_cached_logits(
+                terms, max_shift, config.distill.cache_teacher_logits, config.train.epochs
+            )
         )
     ):
         cached = teacher_logits_for_split(
@@ -355,7 +373,7 @@ def distill(
             student = _hint_stage(config, data, student, teacher, terms, settings, run_dir, resume)
             if not config.distill.keep_hints:
                 terms = [term for term in terms if term.name != "fitnet"]
-        objective = Distiller(
+        objective = make_objective(
             student,
             teacher,
             terms,

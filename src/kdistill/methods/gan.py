@@ -30,7 +30,7 @@ from kdistill.engine import FitResult, FitSettings, fit, is_main_process
 from kdistill.engine.checkpoint import load_model, save_model
 from kdistill.engine.objective import Objective, ObjectiveOutput
 from kdistill.errors import KDistillError
-from kdistill.losses.adversarial import discriminator_loss, generator_loss
+from kdistill.losses.adversarial import discriminator_loss, generator_loss, gradient_penalty
 from kdistill.losses.base import LossTerm, TermContext
 from kdistill.methods.common import (
     build_model,
@@ -72,21 +72,30 @@ def sample_noise(batch: Batch, noise_size: int) -> torch.Tensor:
 
 def adversarial_losses(
     discriminator: nn.Module,
-    batch: Batch,
+    real: torch.Tensor,
     fake: torch.Tensor,
+    condition: torch.Tensor,
     kind: str,
     generator_weight: float = 1.0,
+    penalty_weight: float = 0.0,
 ) -> tuple[dict[str, torch.Tensor], AdversarialOutputs]:
-    """``{"discriminator": L_D, "adversarial": weight * L_G}`` for real ``batch.inputs`` and
-    generated ``fake``, both conditioned on ``batch.labels``. ``L_D`` reaches only the
-    discriminator, ``L_G`` only the generator (see the module docstring)."""
-    real_scores = discriminator(batch.inputs, batch.labels)
-    fake_scores = discriminator(fake.detach(), batch.labels)
+    """``{"discriminator": L_D, "adversarial": weight * L_G}`` for ``real`` samples and
+    generated ``fake`` ones, both scored as ``discriminator(sample, condition)`` (class ids for
+    a conditional GAN, the image for a segmentation map). ``L_D`` reaches only the
+    discriminator, ``L_G`` only the generator (see the module docstring). With
+    ``penalty_weight`` > 0, also ``"gradient_penalty"``: WGAN-GP's penalty times that weight,
+    at interpolates of the detached samples (it too reaches only the discriminator)."""
+    real_scores = discriminator(real, condition)
+    fake_scores = discriminator(fake.detach(), condition)
     losses = {"discriminator": discriminator_loss(real_scores, fake_scores, kind)}
+    if penalty_weight != 0:
+        losses["gradient_penalty"] = penalty_weight * gradient_penalty(
+            lambda mixed: discriminator(mixed, condition), real, fake
+        )
     if generator_weight != 0:
         with frozen(discriminator):
             losses["adversarial"] = generator_weight * generator_loss(
-                discriminator(fake, batch.labels), kind
+                discriminator(fake, condition), kind
             )
     return losses, AdversarialOutputs(real_scores.detach(), fake_scores.detach())
 
@@ -111,7 +120,9 @@ class GanObjective(Objective):
 
     def forward(self, batch: Batch) -> ObjectiveOutput:
         fake = self.generator(sample_noise(batch, self.noise_size), batch.labels)
-        losses, outputs = adversarial_losses(self.discriminator, batch, fake, self.loss)
+        losses, outputs = adversarial_losses(
+            self.discriminator, batch.inputs, fake, batch.labels, self.loss
+        )
         return ObjectiveOutput(losses, outputs)
 
     def evaluation_models(self) -> dict[str, nn.Module]:
@@ -166,13 +177,14 @@ class GanDistiller(Distiller):
             teacher=teacher,
             features=features,
         )
-        losses = {
-            name: term.weight * term(context)
-            for name, term in zip(self._term_names, self.terms, strict=True)
-            if term.weight != 0
-        }
+        losses = self.term_losses(context)
         adversarial, outputs = adversarial_losses(
-            self.discriminator, batch, images, self.loss, self.adversarial_weight
+            self.discriminator,
+            batch.inputs,
+            images,
+            batch.labels,
+            self.loss,
+            self.adversarial_weight,
         )
         losses.update(adversarial)
         return ObjectiveOutput(losses, outputs)

@@ -1,5 +1,6 @@
 """What the dense benchmark trains: per task (segmentation, detection) the teacher, the student
-alone, the student with each distillation term and with all of them; every cell a run config read from the
+alone, the student with each distillation term and with all of them (segmentation: pixel-wise
+and pair-wise, then all three with the holistic adversarial term); every cell a run config read from the
 package's ``configs/`` (linked as top-level ``configs/dense/``) with its seed, epochs and
 transfer-set fraction set here."""
 
@@ -13,12 +14,23 @@ import yaml
 
 from kdistill.config import RunConfig, parse_config
 
-SEG_METHODS = ("student", "pixel", "pairwise", "all")
+SEG_METHODS = ("student", "pixel", "pairwise", "holistic", "all", "full")
 SEG_LABELS = {
     "student": "student alone (l_mc)",
     "pixel": "student + pixel-wise (10 l_pi)",
     "pairwise": "student + pair-wise (1 l_pa)",
+    "holistic": "student + holistic (0.1 l_ho)",
     "all": "student + pixel-wise + pair-wise",
+    "full": "student + all three (eq. 4)",
+}
+# The terms of seg-distill-holistic.yaml each cell keeps, and whether it keeps its
+# distill.holistic section (the adversarial term).
+_SEG_TERMS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "pixel": (("pixel_kl",), False),
+    "pairwise": (("pairwise",), False),
+    "holistic": ((), True),
+    "all": (("pixel_kl", "pairwise"), False),
+    "full": (("pixel_kl", "pairwise"), True),
 }
 
 
@@ -55,15 +67,17 @@ def seg_cell_config(
     learning rate ``lr`` instead of the config's)."""
     if method == "student":
         return parse_config(_with_lr(_settle(_raw("seg-student.yaml"), seed, epochs, fraction), lr))
-    raw = _with_lr(_settle(_raw("seg-distill.yaml"), seed, epochs, fraction), lr)
-    terms = raw["distill"]["terms"]
-    keep = {"pixel": ("pixel_kl",), "pairwise": ("pairwise",), "all": ("pixel_kl", "pairwise")}
-    if method not in keep:
+    if method not in _SEG_TERMS:
         raise ValueError(f"unknown method {method!r}")
+    keep, holistic = _SEG_TERMS[method]
+    # seg-distill.yaml for the cells without the holistic term (so their digests, and the
+    # runs already made, stay as they were); seg-distill-holistic.yaml is it plus holistic.
+    name = "seg-distill-holistic.yaml" if holistic else "seg-distill.yaml"
+    raw = _with_lr(_settle(_raw(name), seed, epochs, fraction), lr)
     raw["distill"] = dict(
         raw["distill"],
         teachers=[{"checkpoint": str(teacher)}],
-        terms=[term for term in terms if term["kind"] in keep[method]],
+        terms=[term for term in raw["distill"]["terms"] if term["kind"] in keep],
     )
     return parse_config(raw)
 

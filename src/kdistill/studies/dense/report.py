@@ -16,6 +16,7 @@ PICTURE_COLUMNS = {
     "teacher": "teacher",
     "student": "student alone",
     "all": "student + both terms",
+    "full": "student + all three",
 }
 
 
@@ -108,8 +109,17 @@ def render_report(report: dict[str, Any]) -> str:
         "- Terms (Liu et al., CVPR 2019): l_mc = per-pixel cross-entropy with the masks "
         "(`hard_targets`, weight 1), l_pi = per-pixel KL from the teacher (`pixel_kl`, weight 10, "
         "T = 1), l_pa = squared difference of cosine affinity matrices between 2 x 2 nodes of "
-        "the decoders' stride-4 maps (`pairwise`, weight 1). The holistic adversarial term is "
-        "not built.",
+        "the decoders' stride-4 maps (`pairwise`, weight 1), l_ho = the holistic term "
+        "(`distill.holistic`, weight 0.1): a conditional discriminator (`seg-discriminator`: "
+        "five convolutions, two self-attention blocks) scores (soft segmentation map, image), "
+        "the teacher's map real and the student's fake, Wasserstein loss with gradient penalty "
+        "10 (WGAN-GP), trained by the same optimizer in the same step as the student."
+        + (
+            ""
+            if "holistic" in rows
+            else " No holistic cell is in this table: rerun with `--seg-methods` including "
+            "`holistic` and `full` to add them."
+        ),
         "",
         "## Models",
         "",
@@ -170,8 +180,9 @@ def render_report(report: dict[str, Any]) -> str:
         "(segmentation.png)",
         "",
         "The first eight test canvases: input, ground truth, then the teacher's, the student "
-        "alone's and the student with both terms' predictions (seed 0); colours are classes, "
-        "black is background.",
+        "alone's, the student with both pixel-wise and pair-wise terms' and (when trained) the "
+        "student with all three terms' predictions (seed 0); colours are classes, black is "
+        "background.",
         "",
         "## Per-class IoU (%), mean over seeds",
         "",

@@ -1,5 +1,6 @@
 """``kdistill bench dense``: the segmentation teacher, the student alone, the student with each
-structured-distillation term (Liu et al. 2019) and with both, on glyph canvases.
+structured-distillation term (Liu et al. 2019: pixel-wise, pair-wise, holistic), with the first
+two and with all three, on glyph canvases.
 
 One teacher (seed 0, the whole training set) is trained first; then, seeds being the outer
 loop, every student cell is one stage (:func:`kdistill.studies.stages.run_stage`: a run config
@@ -25,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from kdistill.data import DataSet, load_dataset
 from kdistill.engine.checkpoint import load_model
+from kdistill.errors import KDistillError
 from kdistill.files import atomic_write_text, cache_dir
 from kdistill.models import count_parameters
 from kdistill.studies.dense.plan import SEG_METHODS, seg_cell_config, seg_teacher_config
@@ -45,6 +47,8 @@ class DenseBenchSettings:
     train_fraction: float = 0.5
     student_lr: float | None = None
     """The students' learning rate instead of their configs' (segmentation)."""
+    seg_methods: list[str] = field(default_factory=lambda: list(SEG_METHODS))
+    """Which segmentation cells to train (``student`` always is: the gains are paired to it)."""
     work_dir: Path = Path("runs/bench-dense")
     output_dir: Path = Path("docs/results/dense")
 
@@ -55,6 +59,8 @@ class DenseBenchSettings:
             parts.append("--seeds " + " ".join(map(str, self.seeds)))
         if self.tasks != defaults.tasks:
             parts.append("--tasks " + " ".join(self.tasks))
+        if self.seg_methods != defaults.seg_methods:
+            parts.append("--seg-methods " + " ".join(self.seg_methods))
         names = (
             "teacher_epochs",
             "epochs",
@@ -126,6 +132,12 @@ def run_dense_benchmark(settings: DenseBenchSettings) -> dict[str, Any]:
 
 
 def _run_segmentation(settings: DenseBenchSettings, started: float) -> dict[str, Any]:
+    unknown = sorted(set(settings.seg_methods) - set(SEG_METHODS))
+    if unknown:
+        raise KDistillError(
+            f"unknown segmentation cell(s) {', '.join(unknown)}: give --seg-methods from "
+            f"{' '.join(SEG_METHODS)}"
+        )
     log(f"seeds {settings.seeds}, teacher {settings.teacher_epochs} epochs, students "
         f"{settings.epochs} epochs on {settings.train_fraction:g} of the canvases")  # fmt: skip
     dataset = load_dataset("canvases-seg", cache_dir=cache_dir())
@@ -135,11 +147,14 @@ def _run_segmentation(settings: DenseBenchSettings, started: float) -> dict[str,
     )
     teacher_path = teacher_stage.model_path()
     log(f"teacher: test mIoU {teacher_stage.metrics()['miou']:.4f} ({teacher_stage.seconds:.0f} s)")
-    cells: dict[str, list[dict[str, Any]]] = {method: [] for method in SEG_METHODS}
+    methods = [
+        method for method in SEG_METHODS if method == "student" or method in settings.seg_methods
+    ]
+    cells: dict[str, list[dict[str, Any]]] = {method: [] for method in methods}
     paths: dict[str, Path] = {}
     report: dict[str, Any] = {}
     for seed in settings.seeds:
-        for method in SEG_METHODS:
+        for method in methods:
             config = seg_cell_config(
                 method, seed, settings.epochs, settings.train_fraction, teacher_path,
                 settings.student_lr,
@@ -194,7 +209,7 @@ def _write(
     output.mkdir(parents=True, exist_ok=True)
     report["detection_report"] = (output / "detection.md").exists()
     shown = {"teacher": teacher}
-    for method in ("student", "all"):
+    for method in ("student", "all", "full"):
         if method in paths:
             shown[method], _ = load_model(paths[method])
     predictions = {
