@@ -128,6 +128,12 @@ class TrainConfig(_Strict):
     mixed_precision: Literal["off", "bf16", "fp16"] = "off"
     """Autocast for the forward pass; keep ``off`` on CPUs (bf16 is very slow on many)."""
     threads: int | None = Field(None, ge=1)
+    channels_last: bool = False
+    """Keep the convolution weights (and so their activations) in the channels-last memory
+    layout, oneDNN's fast path on CPUs: measured here 1.2-1.4x per training step for the CNN
+    and dense teachers, about even for the tiny students (``kdistill bench speed``). Only the
+    bits of float rounding change. A model that calls ``.view`` on a convolution's output
+    needs ``.reshape`` (or ``nn.Flatten``) instead."""
     progress: bool = True
     tensorboard: bool = False
     early_stopping: EarlyStoppingConfig | None = None
@@ -529,6 +535,7 @@ def load_config(
 COSMETIC_TRAIN_KEYS = (
     "progress",
     "threads",
+    "channels_last",
     "tensorboard",
     "eval_batch_size",
     "checkpoint_every_steps",

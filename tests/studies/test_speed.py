@@ -41,6 +41,7 @@ def test_small_speed_run_measures_every_row_and_writes_the_report(tmp_path):
         jitter_train_size=64,
         profile_steps=2,
         beyond_epochs=60,
+        layout_train_size=100,
     )
     results = run_speed_benchmark(settings)
     assert set(results["rows"]) == set(ROWS)
@@ -54,7 +55,13 @@ def test_small_speed_run_measures_every_row_and_writes_the_report(tmp_path):
     # 25 shifts x 512 images x 10 classes of float32, scaled from the 64 timed.
     assert abs(jitter["cache_megabytes"] - 25 * 512 * 10 * 4 / 2**20) < 1e-9
     assert any(r["operator"] in ("aten::mm", "aten::addmm") for r in results["profile"])
+    layout = results["memory_layout"]
+    assert layout["examples"] == 100 and len(layout["ratio_per_round"]) == 1
+    assert layout["ratio_median"] == (
+        layout["samples_per_second"]["channels_last"][0]
+        / layout["samples_per_second"]["contiguous"][0]
+    )
     readme = write_speed_report(results, tmp_path)
     text = readme.read_text()
-    assert "## Targets" in text and "hand-written loop" in text
+    assert "## Targets" in text and "hand-written loop" in text and "channels-last" in text
     assert json.loads((tmp_path / "results.json").read_text())["train_examples"] == 512

@@ -254,7 +254,7 @@ def _add_netaug(benches: argparse._SubParsersAction) -> None:
 SPEED_EPILOG = """example (about 10 minutes on 2 quiet cores; the committed report:
   kdistill bench speed --output-dir docs/results/speed):
   kdistill bench speed
-  kdistill bench speed --rounds 1 --no-scaling --no-jitter --train-size 6400   # a smoke run"""
+  kdistill bench speed --rounds 1 --no-scaling --no-jitter --layout-size 0 --train-size 6400   # a smoke run"""
 
 
 def _add_speed(benches: argparse._SubParsersAction) -> None:
@@ -274,6 +274,12 @@ def _add_speed(benches: argparse._SubParsersAction) -> None:
     speed.add_argument("--train-size", type=int, default=None, help="default: all 60,000")
     speed.add_argument("--no-scaling", action="store_true", help="skip the growth tables")
     speed.add_argument("--no-jitter", action="store_true", help="skip the per-shift cache row")
+    speed.add_argument(
+        "--layout-size",
+        type=int,
+        default=6000,
+        help="images the CNN memory-layout row trains on (default 6000; 0 skips it)",
+    )
     speed.add_argument(
         "--output-dir",
         type=Path,
@@ -298,6 +304,7 @@ def _run_speed(args: argparse.Namespace) -> int:
             threads=args.threads,
             scaling=not args.no_scaling,
             jitter=not args.no_jitter,
+            layout_train_size=args.layout_size,
             train_size=args.train_size,
             command=command,
         )

@@ -309,6 +309,8 @@ def _start(objective: Objective, data: TrainingData, settings: FitSettings) -> _
     # Eval mode: the dry run that builds lazy adapters must not move batch-norm statistics.
     objective.eval()
     objective.prepare(next(iter(loader)))
+    if config.channels_last:  # after prepare: lazily built adapters convert too
+        objective.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = build_optimizer(objective.trainable_parameters(), config.optimizer)
     # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
     scaler = torch.amp.GradScaler(

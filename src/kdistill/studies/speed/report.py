@@ -121,6 +121,31 @@ def render(results: dict[str, Any]) -> str:
             f"live, {jitter['beyond_cached_seconds'] / 60:.1f} min cached (build included): "
             f"{saved / 60:.1f} min saved.",
         ]
+    if "memory_layout" in results:
+        layout = results["memory_layout"]
+        per_round = ", ".join(f"{ratio:.2f}" for ratio in layout["ratio_per_round"])
+        lines += [
+            "",
+            "## Convolutions: channels-last memory layout",
+            "",
+            "The hinton-mnist beyond stage's CNN teacher trained through `engine.fit` (jitter "
+            f"+-2 px, batch {layout['batch_size']}, the first {layout['examples']:,} training "
+            "images), its weights in the default layout and with `train.channels_last: true`, "
+            "in turns:",
+            "",
+            "| layout | samples/s (median) | per round |",
+            "|---|---|---|",
+            *[
+                f"| {name} | {layout['median'][name]:,.0f} | "
+                + ", ".join(f"{rate:,.0f}" for rate in rates)
+                + " |"
+                for name, rates in layout["samples_per_second"].items()
+            ],
+            "",
+            f"channels-last / contiguous: {layout['ratio_median']:.2f}x (per round: "
+            f"{per_round}). The kdistill configs of convolutional teachers set it "
+            "(configs/hinton-mnist/cnn-teacher.yaml, configs/dense/*-teacher.yaml).",
+        ]
     if "profile" in results:
         lines += [
             "",

@@ -37,6 +37,7 @@ from kdistill.losses.base import LossTerm
 from kdistill.losses.logits import HardTargetLoss, SoftTargetLoss
 from kdistill.methods import Distiller
 from kdistill.models import create_model
+from kdistill.studies.speed.layout import measure_memory_layout
 from kdistill.studies.speed.reference_loop import hand_written_epoch
 from kdistill.teachers import Teacher, teacher_logits_for_split
 
@@ -70,6 +71,8 @@ class SpeedSettings:
     """Images the per-shift cache row is timed on (every cost in it is linear in the count,
     so the report scales it to the full transfer set and says so)."""
     profile_steps: int = 100
+    layout_train_size: int = 6000
+    """Images the memory-layout row trains the CNN teacher on (0: skip the row)."""
     train_size: int | None = None
     """The first this many training images (default all 60,000; tests use a few hundred)."""
     command: str = "kdistill bench speed"
@@ -382,6 +385,11 @@ def run_speed_benchmark(settings: SpeedSettings) -> dict[str, Any]:
     if settings.jitter:
         print("jittered transfer set (CNN teacher) ...", flush=True)
         results["jitter_cache"] = measure_jitter_cache(settings, data)
+    if settings.layout_train_size:
+        print("memory layout (CNN teacher) ...", flush=True)
+        results["memory_layout"] = measure_memory_layout(
+            data, settings.layout_train_size, 100, settings.rounds
+        )
     if settings.profile_steps:
         print("profile ...", flush=True)
         results["profile"] = profile_cached_step(settings, data, cached)
