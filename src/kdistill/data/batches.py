@@ -42,6 +42,9 @@ class Batch:
     labels: torch.Tensor
     indices: torch.Tensor
     offsets: torch.Tensor | None = None
+    target_mask: torch.Tensor | None = None
+    """Token batches only: bool ``[B, T]``, the tokens a causal LM is trained to predict
+    (a student's generated continuation, not its prompt); ``None``: every non-padding token."""
 
     def to(self, device: str | torch.device) -> Batch:
         """Copy of the batch on ``device``."""
@@ -50,6 +53,7 @@ class Batch:
             labels=self.labels.to(device),
             indices=self.indices.to(device),
             offsets=None if self.offsets is None else self.offsets.to(device),
+            target_mask=None if self.target_mask is None else self.target_mask.to(device),
         )
 
     def __len__(self) -> int:

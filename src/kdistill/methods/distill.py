@@ -157,6 +157,7 @@ class Distiller(Objective):
             teacher=self.teacher_view,
             features=features,
             has_labels=self.use_labels,
+            target_mask=batch.target_mask,
         )
         losses = {
             name: term.weight * term(context)
@@ -318,6 +319,11 @@ def distill(
             "set model.kwargs.num_classes to match"
         )
     terms = terms_from_config(config.distill)
+    if config.distill.on_policy is not None:
+        # Imported here: on_policy.py subclasses this module's Distiller.
+        from kdistill.methods.on_policy import check_on_policy, on_policy_distiller
+
+        check_on_policy(config, terms)
     cached = None
     max_shift = config.data.max_shift
     features = None
@@ -328,6 +334,7 @@ def distill(
         features = {**(features or {}), **top_k_cache(config, top_k_terms, teacher, data)}
     # No term reads the teacher's logits (a causal LM's CE or top-k terms): nothing to cache.
     reads_logits = any(term.reads_teacher_logits for term in terms if term.weight != 0)
+    reads_logits = reads_logits and config.distill.on_policy is None  # GKD: the live teacher
     if reads_logits and (
         (features is not None and not top_k_terms)
         or use_cached_logits(
@@ -355,13 +362,17 @@ def distill(
             student = _hint_stage(config, data, student, teacher, terms, settings, run_dir, resume)
             if not config.distill.keep_hints:
                 terms = [term for term in terms if term.name != "fitnet"]
-        objective = Distiller(
-            student,
-            teacher,
-            terms,
-            cached_teacher_logits=cached,
-            use_labels=config.distill.use_labels,
-            cached_teacher_features=features,
+        objective = (
+            on_policy_distiller(config, student, teacher, terms, features)
+            if config.distill.on_policy is not None
+            else Distiller(
+                student,
+                teacher,
+                terms,
+                cached_teacher_logits=cached,
+                use_labels=config.distill.use_labels,
+                cached_teacher_features=features,
+            )
         )
         settings.description = f"distill {run_dir.name}"
         settings.metadata = {
