@@ -155,13 +155,14 @@ class TeacherConfig(_Strict):
 
 
 class OnPolicyConfig(_Strict):
-    """GKD's on-policy batches (Agarwal et al., ICLR 2024, Algorithm 1): with probability
-    ``fraction`` (the paper's lambda) a training batch is replaced by the student's own
+    """GKD's on-policy batches (Agarwal et al., ICLR 2024, Algorithm 1): a share ``fraction``
+    (the paper's lambda) of the training batches is replaced by the student's own
     continuations of its texts' first ``prompt_tokens`` tokens, and the divergence terms are
     computed on the generated tokens only, with the teacher run live on them."""
 
     fraction: float = Field(0.5, ge=0, le=1)
-    """The paper's lambda: the probability that a batch is on-policy, drawn from (seed, step)."""
+    """The paper's lambda: the share of on-policy batches, spread evenly over the steps with a
+    phase drawn from the seed (the paper draws each batch with probability lambda)."""
     max_new_tokens: int = Field(32, ge=1)
     temperature: float = Field(1.0, gt=0)
     """Sampling temperature of the student's continuations (the paper samples at 1)."""

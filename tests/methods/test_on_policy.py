@@ -41,11 +41,17 @@ def _batch(count: int = 16) -> Batch:
 def test_the_choice_of_on_policy_steps_depends_on_seed_and_step_only():
     choices = on_policy_choices(0, 0.5, 400)
     assert choices == on_policy_choices(0, 0.5, 400)
-    assert choices != on_policy_choices(1, 0.5, 400)
-    assert 0.4 < sum(choices) / 400 < 0.6  # Bernoulli(0.5): 400 draws, 4 standard deviations
     assert [is_on_policy(0, step, 0.5) for step in range(400)] == choices
     assert not any(on_policy_choices(0, 0.0, 400))
     assert all(on_policy_choices(0, 1.0, 400))
+    patterns = {tuple(on_policy_choices(seed, 0.3, 40)) for seed in range(20)}
+    assert len(patterns) > 3  # the phase follows the seed
+    for fraction in (0.1, 0.3, 0.5, 0.75):
+        for seed in range(5):
+            counts = torch.tensor(on_policy_choices(seed, fraction, 200)).cumsum(0)
+            # Every run of n steps, however short, has lambda n on-policy steps, +- 1.
+            expected = fraction * torch.arange(1, 201)
+            assert (counts - expected).abs().max() < 1
 
 
 def test_fraction_zero_gives_exactly_the_off_policy_loss():

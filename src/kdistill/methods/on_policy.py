@@ -1,7 +1,7 @@
 """On-policy batches for causal-LM distillation: GKD (Agarwal et al., "On-Policy Distillation
 of Language Models: Learning from Self-Generated Mistakes", ICLR 2024, Algorithm 1).
 
-With probability ``lambda`` (``distill.on_policy.fraction``) a training batch is replaced by
+A share ``lambda`` (``distill.on_policy.fraction``) of the training batches is replaced by
 the student's own continuations: each text's first ``prompt_tokens`` tokens are the prompt
 ``x``, the student samples ``y ~ q_theta(. | x)`` at ``temperature`` (no gradient through
 the sampling, as in the paper), and the distillation terms (forward KL, reverse KL or
@@ -9,7 +9,8 @@ JSD(beta), :mod:`kdistill.losses.causal_lm`) are computed on ``(x, y)`` over the
 tokens of ``y`` only (prompt and padding left out), with the teacher run on the generated
 sequences. Otherwise the batch is the data, as without on-policy training.
 
-* Which batches are on-policy, and what is sampled, depends on the run's seed and the
+* Which batches are on-policy (spread evenly, so that any stretch of steps has the share
+  lambda: :func:`is_on_policy`), and what is sampled, depends on the run's seed and the
   training step only (a hash, never the wall clock or the global random state): the step
   count is a buffer of the objective, saved in every checkpoint, so ``--resume`` continues
   the same sequence of choices and samples.
@@ -26,6 +27,7 @@ sequences. Otherwise the batch is the data, as without on-policy training.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 
 import torch
@@ -62,10 +64,15 @@ def _uniform(tag: str, seed: int, step: int) -> int:
 
 
 def is_on_policy(seed: int, step: int, fraction: float) -> bool:
-    """Whether training step ``step`` (0-based, counted over the whole run) is on-policy:
-    ``u < fraction`` with ``u`` uniform in [0, 1) from ``(seed, step)`` (GKD's Bernoulli(lambda)
-    per batch); never for 0, always for 1."""
-    return _uniform("choice", seed, step) / (1 << 63) < fraction
+    """Whether training step ``step`` (0-based, counted over the whole run) is on-policy.
+
+    GKD draws Bernoulli(lambda) per batch; here the steps are spread evenly with a phase
+    ``u`` in [0, 1) drawn from the seed: step ``s`` is on-policy when ``floor((s + 1) lambda +
+    u) > floor(s lambda + u)``. The expected share is lambda either way, but any run of ``n``
+    steps then has ``lambda n`` of them, rounded up or down, also a short run (where
+    independent draws can stray far from lambda). Never for 0, always for 1."""
+    phase = _uniform("phase", seed, 0) / (1 << 63)
+    return math.floor((step + 1) * fraction + phase) > math.floor(step * fraction + phase)
 
 
 def on_policy_choices(seed: int, fraction: float, steps: int) -> list[bool]:

@@ -30,6 +30,7 @@ LM_VARIANTS: dict[str, str] = {
     "lm-forward-kl": "Forward KL",
     "lm-reverse-kl": "Reverse KL",
     "lm-jsd": "JSD(0.5)",
+    "lm-gkd": "GKD: JSD(0.5), half the batches on-policy",
 }
 PROMPTS = ("The government said on Monday that", "Shares in the company", "The new film")
 """Written for this report (not BBC text)."""

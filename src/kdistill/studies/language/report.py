@@ -8,7 +8,7 @@ import statistics
 from typing import Any
 
 from kdistill.files import atomic_write_text
-from kdistill.studies.language.plan import VARIANTS, LanguageBenchSettings
+from kdistill.studies.language.plan import VARIANTS, LanguageBenchSettings, raw_config
 
 __all__ = ["summarise", "write_report"]
 
@@ -91,7 +91,8 @@ def _lm_lines(results: dict[str, Any]) -> list[str]:
         "50 of them. The KL, reverse-KL and JSD students read the teacher's top-64 next-token "
         "log-probabilities (+ the remaining mass), cached once over the transfer set; the "
         "teacher never ran during their training. "
-        f"Machine: {results['machine']}, shared 2-core box.",
+        + _on_policy_note(lm)
+        + f"Machine: {results['machine']}, shared 2-core box.",
         "",
         "| model | params | test perplexity | KL to teacher (nats/token) | train s |",
         "|---|---|---|---|---|",
@@ -117,6 +118,19 @@ def _lm_lines(results: dict[str, Any]) -> list[str]:
             )
         lines.append("")
     return lines
+
+
+def _on_policy_note(lm: dict[str, Any]) -> str:
+    if "lm-gkd" not in lm["students"]:
+        return ""
+    on_policy = raw_config("lm-gkd")["distill"]["on_policy"]
+    return (
+        "The GKD student (Agarwal et al. 2024) reads the same cache on its off-policy batches; "
+        f"on the others (a share of {on_policy['fraction']}, drawn from the seed and step) it "
+        f"learns on its own continuations ({on_policy['max_new_tokens']} tokens sampled at "
+        f"temperature {on_policy['temperature']} after each text's first "
+        f"{on_policy['prompt_tokens']}), where the teacher runs live. "
+    )
 
 
 def _encoder_lines(results: dict[str, Any]) -> list[str]:
