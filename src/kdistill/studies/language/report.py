@@ -94,10 +94,12 @@ def _lm_lines(results: dict[str, Any]) -> list[str]:
         + _on_policy_note(lm)
         + f"Machine: {results['machine']}, shared 2-core box.",
         "",
-        "| model | params | test perplexity | KL to teacher (nats/token) | train s |",
-        "|---|---|---|---|---|",
+        *_latency_note(teacher),
+        "| model | params | test perplexity | KL to teacher (nats/token) | CPU ms / generated "
+        "token | train s |",
+        "|---|---|---|---|---|---|",
         f"| Teacher (SmolLM2-135M) | {teacher['parameters']:,} | "
-        f"{teacher['test']['perplexity']:.2f} | 0 | - |",
+        f"{teacher['test']['perplexity']:.2f} | 0 | {_ms_per_token(teacher)} | - |",
     ]
     from kdistill.studies.language.lm import LM_VARIANTS, PROMPTS
 
@@ -105,7 +107,7 @@ def _lm_lines(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {LM_VARIANTS.get(variant, variant)} | {record['parameters']:,} | "
             f"{record['test']['perplexity']:.1f} | {record['kl_to_teacher']:.3f} | "
-            f"{record['seconds']:.0f} |"
+            f"{_ms_per_token(record)} | {record['seconds']:.0f} |"
         )
     lines += ["", "Greedy continuations (16 tokens) of prompts written for this report:", ""]
     for index, prompt in enumerate(PROMPTS):
@@ -118,6 +120,25 @@ def _lm_lines(results: dict[str, Any]) -> list[str]:
             )
         lines.append("")
     return lines
+
+
+def _latency_note(teacher: dict[str, Any]) -> list[str]:
+    generation = teacher.get("generation")
+    if not generation:
+        return []
+    return [
+        "CPU ms / generated token: batch 1, one thread, greedy with the key-value cache, each "
+        f"prompt below continued by {generation['new_tokens']} tokens; the median over "
+        f"{generation['runs']} timed runs (the prompts, each repeated after a warm-up) of the "
+        "run's time per token.",
+        "",
+    ]
+
+
+def _ms_per_token(record: dict[str, Any]) -> str:
+    """The measured generation latency, or "-" for results measured before it was."""
+    generation = record.get("generation")
+    return f"{generation['ms_per_token']:.2f}" if generation else "-"
 
 
 def _on_policy_note(lm: dict[str, Any]) -> str:
