@@ -54,3 +54,21 @@ def test_a_plain_model_runs_once_per_token_and_the_median_is_per_token(monkeypat
     result = generation_latency(model, [[1, 2]], new_tokens=4, repeats=5)
     assert model.calls == (1 + 5) * 4
     assert result == {"ms_per_token": 250.0, "new_tokens": 4, "runs": 5}
+
+
+def test_the_benchmark_measures_each_model_once(tmp_path):
+    from kdistill.studies.language.lm import PROMPTS, _generation_latency
+
+    built = []
+
+    def model() -> nn.Module:
+        built.append(1)
+        return _Counter()
+
+    def tokenizer(text: str) -> dict:
+        return {"input_ids": [len(text) % 10, 1]}
+
+    first = _generation_latency(tmp_path / "unit", "counter", model, tokenizer)
+    again = _generation_latency(tmp_path / "unit", "counter", model, tokenizer)
+    assert first == again and len(built) == 1
+    assert first["runs"] == len(PROMPTS) * 5 and first["new_tokens"] == 16

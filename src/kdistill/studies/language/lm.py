@@ -106,11 +106,12 @@ def run_lm_part(
         record.update(
             run_once(work / f"measure-{variant}-s0", {"model": str(model_file)}, measure)[0]
         )
+
+        def student(model_file: Path = model_file) -> nn.Module:
+            return load_model(model_file)[0]
+
         record["generation"] = _generation_latency(
-            work / f"generation-latency-{variant}-s0",
-            str(model_file),
-            lambda model_file=model_file: load_model(model_file)[0],
-            tokenizer,
+            work / f"generation-latency-{variant}-s0", str(model_file), student, tokenizer
         )
         results["students"][variant] = record
     assert test is not None
