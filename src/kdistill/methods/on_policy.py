@@ -190,7 +190,8 @@ class OnPolicyDistiller(Distiller):
         shortest = int((ids != self.pad_token_id).sum(dim=1).min())
         prompt_length = max(1, min(self.settings.prompt_tokens, shortest))
         # Each process of a torchrun run samples its own share of the batch.
-        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        rank = torch.distributed.get_rank() if distributed else 0
         sequences = sample_continuations(
             self.student,
             ids[:, :prompt_length],
