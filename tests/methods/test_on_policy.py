@@ -16,7 +16,12 @@ from kdistill.engine.checkpoint import load_tensors
 from kdistill.errors import KDistillError, Terminated
 from kdistill.losses.causal_lm import TokenDivergence, forward_kl
 from kdistill.methods.distill import Distiller
-from kdistill.methods.on_policy import OnPolicyDistiller, is_on_policy, on_policy_choices
+from kdistill.methods.on_policy import (
+    OnPolicyDistiller,
+    check_on_policy,
+    is_on_policy,
+    on_policy_choices,
+)
 from kdistill.teachers import Teacher
 
 pytest.importorskip("transformers")
@@ -186,3 +191,21 @@ def test_on_policy_needs_a_term_that_reads_the_teacher(tmp_path, setting):
     with pytest.raises(KDistillError, match="no term reads the teacher"):
         methods.distill(parse_config(raw), dataset=dataset)
     assert not (tmp_path / "ce").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"task": "classification"}, "needs task: language-modeling"),
+        ({"distill": {"cache_teacher_features": True}}, "cache_teacher_features=false"),
+        ({"distill": {"cache_teacher_logits": "always"}}, "cache_teacher_logits=auto or never"),
+    ],
+    ids=["classification", "cached-features", "cached-logits"],
+)
+def test_what_on_policy_batches_cannot_use_is_refused_in_one_line(tmp_path, change, message):
+    raw = _on_policy_config(tmp_path, "x", tmp_path / "t.safetensors").model_dump(mode="json")
+    raw["task"] = change.get("task", raw["task"])
+    raw["distill"].update(change.get("distill", {}))
+    with pytest.raises(KDistillError, match=message) as error:
+        check_on_policy(parse_config(raw), [TokenDivergence("jsd")])
+    assert "\n" not in str(error.value)

@@ -113,7 +113,7 @@ def check_on_policy(config: DistillRunConfig, terms: Sequence[LossTerm]) -> None
 
 
 class OnPolicyDistiller(Distiller):
-    """A :class:`Distiller` whose training batches are, with probability ``fraction``, the
+    """A :class:`Distiller` a share ``settings.fraction`` of whose training batches are the
     student's continuations of the batch's prompts (see the module docstring)."""
 
     on_policy_steps: torch.Tensor
