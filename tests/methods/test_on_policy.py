@@ -176,6 +176,21 @@ def test_a_resumed_run_makes_the_same_choices_and_ends_with_the_same_weights(
     assert [record["epoch"] for record in logged] == [1, 2]
 
 
+def test_a_run_with_fraction_zero_ends_with_the_weights_of_a_run_without_on_policy(
+    tmp_path, setting
+):
+    teacher_file, dataset = setting
+    methods.distill(
+        _on_policy_config(tmp_path, "zero", teacher_file, fraction=0.0), dataset=dataset
+    )
+    raw = _on_policy_config(tmp_path, "off", teacher_file).model_dump(mode="json")
+    raw["distill"]["on_policy"] = None
+    methods.distill(parse_config(raw), dataset=dataset)
+    a, _ = load_tensors(tmp_path / "zero" / "student.safetensors")
+    b, _ = load_tensors(tmp_path / "off" / "student.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+
+
 def test_on_policy_with_a_student_on_another_vocabulary_is_refused_in_one_line(tmp_path, setting):
     teacher_file, dataset = setting
     config = _on_policy_config(tmp_path, "wrong", teacher_file, vocab=50)
