@@ -56,3 +56,40 @@ def test_report_tables_hold_the_measured_figures(tmp_path):
     assert "| 22,567,301 | 41.5 | 96.00 | 95.90 | 1216 |" in text
     assert "91.00 ± 1.41" in text
     assert (tmp_path / "results.json").is_file()
+
+
+def test_the_lm_report_says_how_the_gkd_student_trained(tmp_path):
+    def latency(ms: float) -> dict:
+        return {"ms_per_token": ms, "new_tokens": 16, "runs": 15}
+
+    settings = LanguageBenchSettings(report_dir=tmp_path, part="lm")
+    record = {
+        "parameters": 1000,
+        "test": {"perplexity": 321.0},
+        "kl_to_teacher": 1.5,
+        "seconds": 60.0,
+        "continuations": ["a", "b", "c"],
+    }
+    results = {
+        "settings": {**settings.identity(), "seeds": [0]},
+        "machine": "x86_64, 1 thread",
+        "lm": {
+            "teacher": {**record, "test": {"perplexity": 12.0}, "generation": latency(21.5)},
+            "students": {
+                "lm-jsd": record,  # measured before the generation latency was
+                "lm-gkd": {**record, "kl_to_teacher": 1.25, "generation": latency(1.75)},
+            },
+        },
+    }
+    write_report(results, settings)
+    text = (tmp_path / "README.md").read_text()
+    assert (
+        "| GKD: JSD(0.5), half the batches on-policy | 1,000 | 321.0 | 1.250 | 1.75 | 60 |" in text
+    )
+    assert "| JSD(0.5) | 1,000 | 321.0 | 1.500 | - | 60 |" in text
+    assert "| Teacher (SmolLM2-135M) | 1,000 | 12.00 | 0 | 21.50 | - |" in text
+    assert "continued by 16 tokens; the median over 15 timed runs" in text
+    assert "on the others (a share of 0.5, drawn from the seed and step)" in text
+    del results["lm"]["students"]["lm-gkd"]
+    write_report(results, settings)
+    assert "GKD" not in (tmp_path / "README.md").read_text()

@@ -47,6 +47,9 @@ class Batch:
     when the global batch splits evenly. DistributedDataParallel averages the processes'
     gradients with equal weights, so the engine scales a process's mean loss by ``share`` to
     keep an uneven last batch the mean over its examples, as one process computes it."""
+    target_mask: torch.Tensor | None = None
+    """Token batches only: bool ``[B, T]``, the tokens a causal LM is trained to predict
+    (a student's generated continuation, not its prompt); ``None``: every non-padding token."""
 
     def to(self, device: str | torch.device) -> Batch:
         """Copy of the batch on ``device``."""
@@ -56,6 +59,7 @@ class Batch:
             indices=self.indices.to(device),
             offsets=None if self.offsets is None else self.offsets.to(device),
             share=self.share,
+            target_mask=None if self.target_mask is None else self.target_mask.to(device),
         )
 
     def __len__(self) -> int:

@@ -47,6 +47,8 @@ class TermContext:
     teacher: nn.Module | None = None
     features: dict[FeatureRequest, torch.Tensor] = field(default_factory=dict)
     has_labels: bool = True
+    target_mask: torch.Tensor | None = None
+    """Token batches: the tokens to predict (``Batch.target_mask``); ``None``: every real one."""
 
     @property
     def teacher_logits(self) -> torch.Tensor | None:

@@ -154,7 +154,10 @@ def _next_token_view(context: TermContext, pad_token_id: int) -> tuple[torch.Ten
             "use task: language-modeling with a causal LM (model.name: llama)"
         )
     targets = ids[:, 1:]
-    return targets, targets != pad_token_id
+    mask = targets != pad_token_id
+    if context.target_mask is not None:  # on-policy batches: the generated tokens only
+        mask = mask & context.target_mask[:, 1:]
+    return targets, mask
 
 
 @register_term

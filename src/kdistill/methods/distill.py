@@ -163,6 +163,7 @@ class Distiller(Objective):
             teacher=self.teacher_view,
             features=features,
             has_labels=self.use_labels,
+            target_mask=batch.target_mask,
         )
 
     def term_losses(self, context: TermContext) -> dict[str, torch.Tensor]:
@@ -331,6 +332,11 @@ def distill(
         from kdistill.methods.holistic import holistic_objective  # it imports this module
 
         make_objective = holistic_objective(config, data, student_outputs)
+    if config.distill.on_policy is not None:
+        # Imported here: on_policy.py subclasses this module's Distiller.
+        from kdistill.methods.on_policy import check_on_policy, on_policy_distiller
+
+        check_on_policy(config, terms)
     cached = None
     max_shift = config.data.max_shift
     features = None
@@ -340,16 +346,16 @@ def distill(
     if top_k_terms:
         features = {**(features or {}), **top_k_cache(config, top_k_terms, teacher, data)}
     # No term reads the teacher's logits (a causal LM's CE or top-k terms): nothing to cache.
-    reads_logits = any(term.reads_teacher_logits for term in terms if term.weight != 0)
-    # The holistic term reads the teacher's dense maps live (too large to cache, as pixel_kl's).
-    if (
-        reads_logits
-        and config.distill.holistic is None
-        and (
-            (features is not None and not top_k_terms)
-            or use_cached_logits(
-                terms, max_shift, config.distill.cache_teacher_logits, config.train.epochs
-            )
+    # On-policy batches (GKD) are new texts, and the holistic term's dense maps are too large
+    # to cache (as pixel_kl's): both read the live teacher.
+    live_only = config.distill.on_policy is not None or config.distill.holistic is not None
+    reads_logits = not live_only and any(
+        term.reads_teacher_logits for term in terms if term.weight != 0
+    )
+    if reads_logits and (
+        (features is not None and not top_k_terms)
+        or use_cached_logits(
+            terms, max_shift, config.distill.cache_teacher_logits, config.train.epochs
         )
     ):
         cached = teacher_logits_for_split(
@@ -373,13 +379,17 @@ def distill(
             student = _hint_stage(config, data, student, teacher, terms, settings, run_dir, resume)
             if not config.distill.keep_hints:
                 terms = [term for term in terms if term.name != "fitnet"]
-        objective = make_objective(
-            student,
-            teacher,
-            terms,
-            cached_teacher_logits=cached,
-            use_labels=config.distill.use_labels,
-            cached_teacher_features=features,
+        objective = (
+            on_policy_distiller(config, student, teacher, terms, features)
+            if config.distill.on_policy is not None
+            else make_objective(
+                student,
+                teacher,
+                terms,
+                cached_teacher_logits=cached,
+                use_labels=config.distill.use_labels,
+                cached_teacher_features=features,
+            )
         )
         settings.description = f"distill {run_dir.name}"
         settings.metadata = {

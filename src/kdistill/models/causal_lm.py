@@ -31,7 +31,14 @@ from kdistill.files import atomic_write_text
 from kdistill.files import cache_dir as default_cache_dir
 from kdistill.models.registry import register_model
 
-__all__ = ["CausalLM", "check_same_vocabulary", "llama", "smollm2", "smollm2_folder"]
+__all__ = [
+    "CausalLM",
+    "check_same_vocabulary",
+    "llama",
+    "sample_continuations",
+    "smollm2",
+    "smollm2_folder",
+]
 
 SMOLLM2_VOCAB = 49_152
 PAD_TOKEN_ID = 0
@@ -155,3 +162,63 @@ def greedy_continuation(model: nn.Module, token_ids: list[int], new_tokens: int)
         logits = model(torch.tensor([ids]))
         ids.append(int(logits[0, -1].argmax()))
     return ids[len(token_ids) :]
+
+
+@torch.no_grad()
+def sample_continuations(
+    model: nn.Module,
+    prompts: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    seed: int = 0,
+    pad_token_id: int = PAD_TOKEN_ID,
+) -> torch.Tensor:
+    """``prompts`` ``[B, P]`` (real tokens, no padding) followed by at most ``max_new_tokens``
+    ids sampled from ``softmax(logits / temperature)`` (no top-k or top-p: the model's own
+    distribution, as GKD samples the student), in eval mode. A row ends at its first
+    ``pad_token_id`` (the end-of-text token, also the padding id), which becomes padding with
+    everything after it. The draws depend on ``seed`` only; the global random state is left
+    as it was. A ``transformers`` model (:class:`CausalLM`) generates with its key-value
+    cache; any other model that maps ids to ``[B, T, vocab]`` logits is run on the whole
+    sequence at every step."""
+    was_training = model.training
+    model.eval()
+    device = prompts.device
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            torch.random.default_generator.manual_seed(seed)
+            if cuda:
+                torch.cuda.manual_seed(seed)
+            lm = getattr(model, "lm", None)
+            if lm is not None and hasattr(lm, "generate"):
+                ids = lm.generate(
+                    input_ids=prompts,
+                    attention_mask=torch.ones_like(prompts),
+                    do_sample=True,
+                    temperature=temperature,
+                    top_k=0,
+                    top_p=1.0,
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=pad_token_id,
+                    eos_token_id=pad_token_id,
+                )
+            else:
+                ids = _sample_without_cache(model, prompts, max_new_tokens, temperature)
+    finally:
+        model.train(was_training)
+    # Whatever follows a row's first end-of-text is padding (generate already pads it).
+    generated = ids[:, prompts.shape[1] :]
+    ended = (generated == pad_token_id).long().cumsum(dim=1) > 0
+    return torch.cat([prompts, generated.masked_fill(ended, pad_token_id)], dim=1)
+
+
+def _sample_without_cache(
+    model: nn.Module, prompts: torch.Tensor, max_new_tokens: int, temperature: float
+) -> torch.Tensor:
+    ids = prompts
+    for _ in range(max_new_tokens):
+        logits = model(ids)[:, -1].float() / temperature
+        next_ids = torch.multinomial(torch.softmax(logits, dim=-1), 1)
+        ids = torch.cat([ids, next_ids], dim=1)
+    return ids

@@ -4,6 +4,7 @@ and greedy continuations of a few prompts, each a ``run_once`` unit."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from kdistill.engine.checkpoint import load_model
 from kdistill.files import run_once
 from kdistill.models import count_parameters, create_model
 from kdistill.models.causal_lm import greedy_continuation
+from kdistill.studies.language.measures import generation_latency
 from kdistill.studies.language.plan import LanguageBenchSettings, raw_config
 from kdistill.studies.stages import run_stage
 from kdistill.tasks.language_modeling import LanguageModelingTask
@@ -30,9 +32,13 @@ LM_VARIANTS: dict[str, str] = {
     "lm-forward-kl": "Forward KL",
     "lm-reverse-kl": "Reverse KL",
     "lm-jsd": "JSD(0.5)",
+    "lm-gkd": "GKD: JSD(0.5), half the batches on-policy",
 }
 PROMPTS = ("The government said on Monday that", "Shares in the company", "The new film")
 """Written for this report (not BBC text)."""
+LATENCY_NEW_TOKENS = 16
+LATENCY_REPEATS = 5
+"""Generation latency: each prompt continued by 16 tokens, 5 timed runs after a warm-up."""
 KL_TEXTS = 50
 """Test articles the teacher-student KL is measured on (the teacher is slow on a CPU)."""
 
@@ -100,6 +106,13 @@ def run_lm_part(
         record.update(
             run_once(work / f"measure-{variant}-s0", {"model": str(model_file)}, measure)[0]
         )
+
+        def student(model_file: Path = model_file) -> nn.Module:
+            return load_model(model_file)[0]
+
+        record["generation"] = _generation_latency(
+            work / f"generation-latency-{variant}-s0", str(model_file), student, tokenizer
+        )
         results["students"][variant] = record
     assert test is not None
 
@@ -113,4 +126,23 @@ def run_lm_part(
         }
 
     results["teacher"] = run_once(work / "measure-smollm2", {"what": "teacher"}, measure_teacher)[0]
+    results["teacher"]["generation"] = _generation_latency(
+        work / "generation-latency-smollm2",
+        "teacher",
+        lambda: teacher_cache.setdefault("smollm2", create_model("smollm2")),
+        tokenizer,
+    )
     return results
+
+
+def _generation_latency(
+    marker: Path, what: str, model: Callable[[], nn.Module], tokenizer: Any
+) -> dict[str, Any]:
+    """CPU time per generated token (batch 1) on the report's prompts, a ``run_once`` unit."""
+    identity = {"model": what, "new_tokens": LATENCY_NEW_TOKENS, "repeats": LATENCY_REPEATS}
+    prompts = [tokenizer(prompt)["input_ids"] for prompt in PROMPTS]
+    return run_once(
+        marker,
+        identity,
+        lambda: generation_latency(model(), prompts, LATENCY_NEW_TOKENS, LATENCY_REPEATS),
+    )[0]

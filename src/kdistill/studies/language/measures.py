@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,16 @@ from torch import nn
 from kdistill.data import DataSet, Split
 from kdistill.engine.checkpoint import load_model
 from kdistill.models import count_parameters, create_model
+from kdistill.models.causal_lm import PAD_TOKEN_ID, greedy_continuation
 from kdistill.tasks.text_classification import knn_accuracy, predict_outputs, trim_padding
 
-__all__ = ["embedding_probes", "latency_and_size", "linear_probe_accuracy", "neighbour_agreement"]
+__all__ = [
+    "embedding_probes",
+    "generation_latency",
+    "latency_and_size",
+    "linear_probe_accuracy",
+    "neighbour_agreement",
+]
 
 
 @torch.no_grad()
@@ -43,6 +51,48 @@ def latency_and_size(model: nn.Module, split: Split, texts: int) -> dict[str, An
         "tokens_per_article": round(
             statistics.fmean(int(example.shape[1]) for example in examples), 1
         ),
+    }
+
+
+@torch.no_grad()
+def generation_latency(
+    model: nn.Module, prompts: Sequence[Sequence[int]], new_tokens: int = 16, repeats: int = 5
+) -> dict[str, Any]:
+    """CPU wall time per generated token of a causal LM at batch 1 (one thread, no grad,
+    greedy): each prompt is continued by exactly ``new_tokens`` tokens ``repeats`` times after
+    one warm-up; the median over all runs of (run time / ``new_tokens``). A ``transformers``
+    model generates with its key-value cache, any other one reruns the whole sequence."""
+    model.eval()
+    torch.set_num_threads(1)
+    lm = getattr(model, "lm", None)
+
+    def generate(ids: list[int]) -> None:
+        if lm is not None and hasattr(lm, "generate"):
+            inputs = torch.tensor([ids])
+            lm.generate(
+                input_ids=inputs,
+                attention_mask=torch.ones_like(inputs),
+                do_sample=False,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,  # no early end-of-text: always new_tokens steps
+                use_cache=True,
+                pad_token_id=PAD_TOKEN_ID,
+                eos_token_id=PAD_TOKEN_ID,
+            )
+        else:
+            greedy_continuation(model, ids, new_tokens)
+
+    times = []
+    for prompt in prompts:
+        generate(list(prompt))
+        for _ in range(repeats):
+            started = time.perf_counter()
+            generate(list(prompt))
+            times.append((time.perf_counter() - started) / new_tokens)
+    return {
+        "ms_per_token": round(1000 * statistics.median(times), 2),
+        "new_tokens": new_tokens,
+        "runs": len(times),
     }
 
 

@@ -8,7 +8,7 @@ import statistics
 from typing import Any
 
 from kdistill.files import atomic_write_text
-from kdistill.studies.language.plan import VARIANTS, LanguageBenchSettings
+from kdistill.studies.language.plan import VARIANTS, LanguageBenchSettings, raw_config
 
 __all__ = ["summarise", "write_report"]
 
@@ -91,12 +91,15 @@ def _lm_lines(results: dict[str, Any]) -> list[str]:
         "50 of them. The KL, reverse-KL and JSD students read the teacher's top-64 next-token "
         "log-probabilities (+ the remaining mass), cached once over the transfer set; the "
         "teacher never ran during their training. "
-        f"Machine: {results['machine']}, shared 2-core box.",
+        + _on_policy_note(lm)
+        + f"Machine: {results['machine']}, shared 2-core box.",
         "",
-        "| model | params | test perplexity | KL to teacher (nats/token) | train s |",
-        "|---|---|---|---|---|",
+        *_latency_note(teacher),
+        "| model | params | test perplexity | KL to teacher (nats/token) | CPU ms / generated "
+        "token | train s |",
+        "|---|---|---|---|---|---|",
         f"| Teacher (SmolLM2-135M) | {teacher['parameters']:,} | "
-        f"{teacher['test']['perplexity']:.2f} | 0 | - |",
+        f"{teacher['test']['perplexity']:.2f} | 0 | {_ms_per_token(teacher)} | - |",
     ]
     from kdistill.studies.language.lm import LM_VARIANTS, PROMPTS
 
@@ -104,7 +107,7 @@ def _lm_lines(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {LM_VARIANTS.get(variant, variant)} | {record['parameters']:,} | "
             f"{record['test']['perplexity']:.1f} | {record['kl_to_teacher']:.3f} | "
-            f"{record['seconds']:.0f} |"
+            f"{_ms_per_token(record)} | {record['seconds']:.0f} |"
         )
     lines += ["", "Greedy continuations (16 tokens) of prompts written for this report:", ""]
     for index, prompt in enumerate(PROMPTS):
@@ -117,6 +120,38 @@ def _lm_lines(results: dict[str, Any]) -> list[str]:
             )
         lines.append("")
     return lines
+
+
+def _latency_note(teacher: dict[str, Any]) -> list[str]:
+    generation = teacher.get("generation")
+    if not generation:
+        return []
+    return [
+        "CPU ms / generated token: batch 1, one thread, greedy with the key-value cache, each "
+        f"prompt below continued by {generation['new_tokens']} tokens; the median over "
+        f"{generation['runs']} timed runs (the prompts, each repeated after a warm-up) of the "
+        "run's time per token.",
+        "",
+    ]
+
+
+def _ms_per_token(record: dict[str, Any]) -> str:
+    """The measured generation latency, or "-" for results measured before it was."""
+    generation = record.get("generation")
+    return f"{generation['ms_per_token']:.2f}" if generation else "-"
+
+
+def _on_policy_note(lm: dict[str, Any]) -> str:
+    if "lm-gkd" not in lm["students"]:
+        return ""
+    on_policy = raw_config("lm-gkd")["distill"]["on_policy"]
+    return (
+        "The GKD student (Agarwal et al. 2024) reads the same cache on its off-policy batches; "
+        f"on the others (a share of {on_policy['fraction']}, drawn from the seed and step) it "
+        f"learns on its own continuations ({on_policy['max_new_tokens']} tokens sampled at "
+        f"temperature {on_policy['temperature']} after each text's first "
+        f"{on_policy['prompt_tokens']}), where the teacher runs live. "
+    )
 
 
 def _encoder_lines(results: dict[str, Any]) -> list[str]:
