@@ -11,7 +11,7 @@ from typing import Any
 
 from kdistill import __version__
 from kdistill.cli.arguments import add_run_arguments, run_overrides
-from kdistill.cli.bench import add_bench_verb, run_bench
+from kdistill.cli.benches import add_bench_verb, run_bench
 from kdistill.cli.procedure_verbs import add_procedure_verbs, run_procedure_verb
 from kdistill.cli.ship import add_export_verb, run_export
 from kdistill.errors import KDistillError, Terminated

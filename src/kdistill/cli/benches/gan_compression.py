@@ -1,11 +1,13 @@
-"""``kdistill bench gan-compression``: its arguments and its call into the study."""
+"""``kdistill bench gan-compression``: a 1/4-width conditional generator, scratch vs distilled."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-GAN_EPILOG = """example:
+from kdistill.cli.benches.common import add_folders, add_seeds, subparser
+
+NAME = "gan-compression"
+EPILOG = """example:
   OMP_NUM_THREADS=1 kdistill bench gan-compression
   OMP_NUM_THREADS=1 kdistill bench gan-compression --seeds 0 --epochs 1 --train-size 2000 \\
       --datasets fashion-mnist --work-dir runs/gan-smoke --output-dir runs/gan-smoke/report
@@ -14,11 +16,12 @@ Finished stages are kept in --work-dir; rerun the same command after an interrup
 (a killed stage continues from its last epoch checkpoint)."""
 
 
-def add_gan_compression(benches: argparse._SubParsersAction) -> None:
+def add(benches: argparse._SubParsersAction) -> None:
     from kdistill.studies.gan_compression.runner import DATASETS
 
-    gan = benches.add_parser(
-        "gan-compression",
+    gan = subparser(
+        benches,
+        NAME,
         help="GAN Compression: a 1/4-width conditional generator, from scratch vs distilled",
         description="Per data set a feature-space classifier, a teacher conditional GAN, and "
         "per seed the 1/4-width student generator trained from scratch as a GAN, with the "
@@ -26,10 +29,9 @@ def add_gan_compression(benches: argparse._SubParsersAction) -> None:
         "accuracy of generated samples in the classifier's feature space (not Inception-FID), "
         "precision/recall, parameters, MACs, CPU latency and image grids; writes results.json, "
         "README.md and PNG grids.",
-        epilog=GAN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
     )
-    gan.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_seeds(gan)
     gan.add_argument("--epochs", type=int, default=6, help="epochs of every GAN (default 6)")
     gan.add_argument(
         "--classifier-epochs", type=int, default=2, help="epochs of the classifier (default 2)"
@@ -38,21 +40,15 @@ def add_gan_compression(benches: argparse._SubParsersAction) -> None:
         "--train-size", type=int, default=10_000, help="stratified GAN training subset"
     )
     gan.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    gan.add_argument(
-        "--work-dir",
-        type=Path,
-        default=Path("runs/bench-gan-compression"),
-        help="stage folders (default runs/bench-gan-compression)",
-    )
-    gan.add_argument(
-        "--output-dir",
-        type=Path,
-        default=Path("docs/results/gan-compression"),
-        help="where results.json, README.md and the grids go (default docs/results/gan-compression)",
+    add_folders(
+        gan,
+        "runs/bench-gan-compression",
+        "docs/results/gan-compression",
+        "results.json, README.md and the grids",
     )
 
 
-def run_gan_compression(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from kdistill.studies.gan_compression import GanBenchSettings, run_gan_benchmark
 
     run_gan_benchmark(
