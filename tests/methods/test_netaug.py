@@ -155,7 +155,7 @@ def test_netaug_with_kd_saves_only_the_base_as_a_plain_model(tmp_path, mnist, mo
 def test_an_interrupted_netaug_run_resumes_to_the_same_weights(tmp_path, mnist, monkeypatch):
     """The sampled widths (torch's RNG), the channel sorting and the optimizer state it moves
     all survive a resume: the interrupted run ends with the uninterrupted run's weights."""
-    from kdistill.engine import trainer
+    from kdistill.engine import resume
 
     dataset = mnist_subset(mnist, 400, 100)
 
@@ -170,18 +170,18 @@ def test_an_interrupted_netaug_run_resumes_to_the_same_weights(tmp_path, mnist, 
         )
 
     methods.run(config("straight"), dataset=dataset)
-    save = trainer._save_checkpoint
+    save = resume.save_checkpoint
 
     def save_then_stop(loop, epoch, settings, history):
         save(loop, epoch, settings, history)
         raise KeyboardInterrupt  # after the first epoch's checkpoint
 
-    monkeypatch.setattr(trainer, "_save_checkpoint", save_then_stop)
+    monkeypatch.setattr(resume, "save_checkpoint", save_then_stop)
     try:
         methods.run(config("killed"), dataset=dataset)
     except KeyboardInterrupt:
         pass
-    monkeypatch.setattr(trainer, "_save_checkpoint", save)
+    monkeypatch.setattr(resume, "save_checkpoint", save)
     methods.run(config("killed"), dataset=dataset, resume=True)
     straight, _ = load_model(tmp_path / "straight" / "model.safetensors")
     resumed, _ = load_model(tmp_path / "killed" / "model.safetensors")

@@ -28,28 +28,22 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from kdistill.config import TrainConfig
 from kdistill.data import TrainingData
+from kdistill.engine import resume as checkpointing
 from kdistill.engine.checkpoint import (
-    check_finite,
-    load_tensors,
-    optimizer_from_tensors,
-    optimizer_to_tensors,
     save_model,
-    save_tensors,
 )
 from kdistill.engine.device import resident_split, resolve_device
 from kdistill.engine.distributed import Processes, is_main_process, processes
 from kdistill.engine.interrupt import stop_requested, stoppable
+from kdistill.engine.loop_state import FitSettings, LoopState, Partial
+from kdistill.engine.metrics_log import MetricsLog, one_line
 from kdistill.engine.objective import Objective, ObjectiveOutput
 from kdistill.engine.optim import build_optimizer, learning_rate_at
+from kdistill.engine.resume import CHECKPOINT_NAME
 from kdistill.engine.stopping import early_stopping_target, patience_ran_out
 from kdistill.errors import KDistillError, Terminated
 from kdistill.files import atomic_write_text, folder_lock
-from kdistill.tasks import BatchSource, ClassificationTask, Task
-
-CHECKPOINT_NAME = "checkpoint.safetensors"
-METRICS_NAME = "metrics.jsonl"
 
 
 @dataclass
@@ -68,59 +62,6 @@ def _autocast(device: torch.device, mode: str) -> contextlib.AbstractContextMana
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if mode == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-class _MetricsLog:
-    """Appends one JSON object per line; optionally mirrors scalars to TensorBoard."""
-
-    def __init__(self, run_dir: Path, tensorboard: bool) -> None:
-        self.path = run_dir / METRICS_NAME
-        self.writer = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise KDistillError(
-                    "train.tensorboard=true needs the tensorboard package: pip install 'kdistill[tensorboard]'"
-                ) from None
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
-
-    def write(self, record: dict[str, Any]) -> None:
-        try:
-            with self.path.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
-        except OSError as error:  # a full disk: the checkpoint of the epoch before is intact
-            raise KDistillError(
-                f"cannot append to {self.path} ({error.strerror}): free space on that disk, "
-                "then rerun with --resume"
-            ) from None
-        if self.writer is not None:
-            for key, value in _flatten(record).items():
-                if isinstance(value, int | float) and key != "epoch":
-                    self.writer.add_scalar(key, value, record["epoch"])
-            self.writer.flush()
-
-    def truncate_after(self, epoch: int) -> None:
-        """On resume, drop records of epochs that the checkpoint does not contain."""
-        if not self.path.exists():
-            return
-        kept = [
-            line
-            for line in self.path.read_text().splitlines()
-            if line and json.loads(line)["epoch"] <= epoch
-        ]
-        self.path.write_text("".join(line + "\n" for line in kept))
-
-
-def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in record.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, name + "/"))
-        else:
-            flat[name] = value
-    return flat
 
 
 FINITE_CHECK_STEPS = 50
@@ -146,62 +87,6 @@ def _check_finite(
             f"loss became {float(total)} at epoch {epoch + 1}, between steps {first_step + 1} "
             f"and {last_step}: lower train.optimizer.lr or set train.grad_clip"
         )
-
-
-@dataclass
-class FitSettings:
-    """Where and how one :func:`fit` runs, besides the objective and the data.
-
-    ``metadata`` identifies the run (procedure, generation, config digest ...); it is saved in
-    the checkpoint and in every model file. ``recipes`` says how to rebuild each evaluated
-    model (``{"student": {"name": "mlp", "kwargs": {...}}}``) so its file loads by path.
-    """
-
-    train: TrainConfig
-    run_dir: Path
-    seed: int = 0
-    task: Task = field(default_factory=ClassificationTask)
-    description: str = "train"
-    recipes: dict[str, dict[str, Any] | None] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    dataset: str | None = None
-    """The data set spec the run trained on (``mnist``, ``npz:/abs/path``), recorded in each
-    model file so ``kdistill evaluate`` tests it on the same data by default."""
-
-
-@dataclass
-class _Partial:
-    """An epoch stopped between two steps: how many batches it had done, and its running
-    figures (loss sums, examples seen, the task's meter, the last learning rate)."""
-
-    batches: int
-    sums: dict[str, torch.Tensor]
-    seen: int
-    meter: dict[str, Any]
-    learning_rate: float
-
-
-@dataclass
-class _Loop:
-    """What the loop carries from step to step."""
-
-    objective: Objective
-    loader: BatchSource
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    device: torch.device
-    total_epochs: int
-    procs: Processes = field(default_factory=Processes)
-    forward: Callable[[Any], ObjectiveOutput] | None = None
-    """The objective, wrapped in DistributedDataParallel when several processes train."""
-    start_epoch: int = 0
-    step: int = 0
-    partial: _Partial | None = None
-    """Set by a resume from a checkpoint written inside an epoch; consumed by that epoch."""
-
-    @property
-    def total_steps(self) -> int:
-        return len(self.loader) * self.total_epochs
 
 
 def fit(
@@ -233,10 +118,10 @@ def fit(
             if rule is not None
             else None
         )
-        log = _MetricsLog(run_dir, settings.train.tensorboard) if main else None
+        log = MetricsLog(run_dir, settings.train.tensorboard) if main else None
         result = FitResult(run_dir)
         if resume and (run_dir / CHECKPOINT_NAME).exists():
-            result.history = _restore(loop, run_dir / CHECKPOINT_NAME, log, settings)
+            result.history = checkpointing.restore(loop, run_dir / CHECKPOINT_NAME, log, settings)
         elif log is not None:  # a fresh start, also when --resume finds no checkpoint
             log.path.unlink(missing_ok=True)
         started = time.perf_counter()
@@ -250,9 +135,9 @@ def fit(
                 record["eval_seconds"] = round(time.perf_counter() - eval_started, 3)
                 log.write(record)
                 if settings.train.progress:
-                    tqdm.write(_one_line(settings.description, record))
+                    tqdm.write(one_line(settings.description, record))
             result.history.append(record)
-            _save_checkpoint(loop, epoch + 1, settings, result.history)
+            checkpointing.save_checkpoint(loop, epoch + 1, settings, result.history)
             if _stop_now(loop):  # SIGTERM during the evaluation: the checkpoint is written
                 raise Terminated()
         _finish_training(loop)
@@ -266,7 +151,7 @@ def fit(
 
 
 def _stop_early(
-    loop: _Loop, history: list[dict[str, Any]], settings: FitSettings, watched: str | None
+    loop: LoopState, history: list[dict[str, Any]], settings: FitSettings, watched: str | None
 ) -> bool:
     """Whether ``train.early_stopping``'s patience has run out (rank 0 decides for every
     process under torchrun: only it evaluates)."""
@@ -284,7 +169,7 @@ def _stop_early(
     return bool(stop)
 
 
-def _start(objective: Objective, data: TrainingData, settings: FitSettings) -> _Loop:
+def _start(objective: Objective, data: TrainingData, settings: FitSettings) -> LoopState:
     """Device, batches, lazy adapters, optimizer and loss scaler, in that order."""
     config = settings.train
     device = resolve_device(config.device)
@@ -325,87 +210,11 @@ def _start(objective: Objective, data: TrainingData, settings: FitSettings) -> _
             device_ids=[procs.local_rank] if device.type == "cuda" else None,
             broadcast_buffers=False,
         )
-    return _Loop(objective, loader, optimizer, scaler, device, config.epochs, procs, forward)
-
-
-def _restore(
-    loop: _Loop, path: Path, log: _MetricsLog | None, settings: FitSettings
-) -> list[dict[str, Any]]:
-    """Load the checkpoint into ``loop``; returns the history it holds."""
-    tensors, saved = load_tensors(path)
-    steps_per_epoch = len(loop.loader)
-    saved_epochs = saved.get("total_epochs")
-    if (
-        not isinstance(saved_epochs, int)
-        or saved_epochs > loop.total_epochs
-        or saved.get("steps_per_epoch") != steps_per_epoch
-    ):
-        raise KDistillError(
-            f"{path} was written by a run of {saved_epochs} epochs x "
-            f"{saved.get('steps_per_epoch')} steps, this one is {loop.total_epochs} x "
-            f"{steps_per_epoch}: use the same config to resume, or a new output_dir"
-        )
-    objective_state = {
-        k[len("objective.") :]: v for k, v in tensors.items() if k.startswith("objective.")
-    }
-    check_finite(objective_state, path)
-    try:
-        loop.objective.load_state_dict(objective_state)
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()[-1].strip()
-        raise KDistillError(
-            f"{path} holds other models than this run builds ({first[:120]}): resume with "
-            "the same config, or use a new output_dir"
-        ) from None
-    optimizer_from_tensors(loop.optimizer, tensors, saved["optimizer"])
-    if saved.get("grad_scaler"):
-        loop.scaler.load_state_dict(saved["grad_scaler"])
-    # Each process continues its own random stream; a run resumed with another number of
-    # processes gives every process rank 0's (the same data either way, other dropout masks).
-    own = f"rng.torch.{loop.procs.rank}"
-    torch.set_rng_state(tensors[own] if own in tensors else tensors["rng.torch"])
-    loop.start_epoch, loop.step = saved["epoch"], saved["step"]
-    if saved.get("partial"):
-        loop.partial = _partial_from(tensors, saved["partial"])
-        if not loop.procs.is_main:
-            # Rank 0's checkpoint holds the running figures of every process (summed).
-            loop.partial = _Partial(loop.partial.batches, {}, 0, {}, loop.partial.learning_rate)
-    if log is None:
-        return list(saved.get("history", []))
-    log.truncate_after(saved["epoch"])
-    where = f"epoch {loop.start_epoch + 1}"
-    if loop.partial is not None:
-        where += f", after step {loop.partial.batches} of {steps_per_epoch}"
-    print(f"kdistill: {settings.description}: resuming at {where} ({path})", file=sys.stderr)
-    if saved_epochs < loop.total_epochs:
-        schedule = settings.train.schedule.name
-        print(
-            f"kdistill: {settings.description}: train.epochs raised from {saved_epochs} to "
-            f"{loop.total_epochs}; the {schedule} learning-rate schedule now spans "
-            f"{loop.total_epochs} epochs from step {loop.step} on, so the weights differ from "
-            f"a {loop.total_epochs}-epoch run from scratch",
-            file=sys.stderr,
-        )
-    return list(saved.get("history", []))
-
-
-def _partial_from(tensors: dict[str, torch.Tensor], saved: dict[str, Any]) -> _Partial:
-    sums = {
-        name[len("partial.loss.") :]: tensor
-        for name, tensor in tensors.items()
-        if name.startswith("partial.loss.")
-    }
-    meter = {
-        name[len("partial.meter.") :]: tensor
-        for name, tensor in tensors.items()
-        if name.startswith("partial.meter.")
-    }
-    meter.update(saved["meter"])
-    return _Partial(saved["batches"], sums, saved["seen"], meter, saved["learning_rate"])
+    return LoopState(objective, loader, optimizer, scaler, device, config.epochs, procs, forward)
 
 
 def _train_epoch(
-    loop: _Loop, epoch: int, settings: FitSettings, history: list[dict[str, Any]]
+    loop: LoopState, epoch: int, settings: FitSettings, history: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """One pass over the training batches (the rest of one, after a resume inside it);
     returns the epoch's training record."""
@@ -471,10 +280,12 @@ def _train_epoch(
             _check_finite(sums, epoch, checked_step, loop.step, loop.procs)
             checked_step = loop.step
         stopping = _stop_now(loop)
-        if stopping or _checkpoint_due(loop, config, index):
+        if stopping or checkpointing.checkpoint_due(loop, config, index):
             _check_finite(sums, epoch, checked_step, loop.step, loop.procs)
-            partial = _summed(loop, _Partial(index + 1, sums, seen, meter.state(), learning_rate))
-            _save_checkpoint(loop, epoch, settings, history, partial)
+            partial = checkpointing.summed(
+                loop, Partial(index + 1, sums, seen, meter.state(), learning_rate)
+            )
+            checkpointing.save_checkpoint(loop, epoch, settings, history, partial)
         if stopping:
             raise Terminated()
     _check_finite(sums, epoch, checked_step, loop.step, loop.procs)
@@ -495,7 +306,7 @@ def _train_epoch(
     }
 
 
-def _stop_now(loop: _Loop) -> bool:
+def _stop_now(loop: LoopState) -> bool:
     """A stop was requested (SIGTERM, Ctrl-C); under torchrun, in any process, so that all of
     them stop after the same step."""
     requested = stop_requested()
@@ -504,37 +315,7 @@ def _stop_now(loop: _Loop) -> bool:
     return requested
 
 
-def _summed(loop: _Loop, partial: _Partial) -> _Partial:
-    """Under torchrun, an epoch's running figures summed over the processes (rank 0 saves
-    them; after a resume the other processes start their share from zero)."""
-    if not loop.procs.distributed:
-        return partial
-    total = loop.procs.sum
-    meter: dict[str, Any] = {}
-    for key, value in partial.meter.items():
-        if isinstance(value, torch.Tensor):
-            meter[key] = total(value)
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            meter[key] = type(value)(total(torch.tensor(value)).item())
-        else:
-            meter[key] = value
-    return _Partial(
-        partial.batches,
-        {name: total(value) for name, value in sorted(partial.sums.items())},
-        int(total(torch.tensor(partial.seen))),
-        meter,
-        partial.learning_rate,
-    )
-
-
-def _checkpoint_due(loop: _Loop, config: TrainConfig, index: int) -> bool:
-    """A checkpoint every ``train.checkpoint_every_steps`` steps, but for an epoch's last
-    step (the end-of-epoch checkpoint follows it)."""
-    every = config.checkpoint_every_steps
-    return every is not None and loop.step % every == 0 and index + 1 < len(loop.loader)
-
-
-def _finish_training(loop: _Loop) -> None:
+def _finish_training(loop: LoopState) -> None:
     """The objective's last word on its models before they are evaluated and saved (NetAug's
     batch-norm re-estimation). It reads training batches in the order of epoch 0 and changes
     no checkpointed state but the models', so a resumed run ends the same."""
@@ -561,69 +342,11 @@ def _evaluate_models(
     }
 
 
-def _save_checkpoint(
-    loop: _Loop,
-    epochs_done: int,
-    settings: FitSettings,
-    history: list[dict[str, Any]],
-    partial: _Partial | None = None,
-) -> None:
-    """Everything a resume needs, after ``epochs_done`` epochs (and ``partial``'s steps of
-    the next one, when written inside an epoch). Under torchrun every process hands over its
-    random state and rank 0 writes."""
-    rng_states = loop.procs.gather(torch.get_rng_state())
-    if not loop.procs.is_main:
-        return
-    tensors = {f"objective.{k}": v for k, v in loop.objective.state_dict().items()}
-    optimizer_tensors, optimizer_saved = optimizer_to_tensors(loop.optimizer)
-    tensors.update(optimizer_tensors)
-    tensors["rng.torch"] = rng_states[0]
-    if loop.procs.distributed:
-        tensors.update(
-            {f"rng.torch.{rank}": state.clone() for rank, state in enumerate(rng_states)}
-        )
-    partial_saved = None
-    if partial is not None:
-        tensors.update({f"partial.loss.{k}": v for k, v in partial.sums.items()})
-        meter_values = {}
-        for key, value in partial.meter.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"partial.meter.{key}"] = value
-            else:
-                meter_values[key] = value
-        partial_saved = {
-            "batches": partial.batches,
-            "seen": partial.seen,
-            "meter": meter_values,
-            "learning_rate": partial.learning_rate,
-        }
-    save_tensors(
-        Path(settings.run_dir) / CHECKPOINT_NAME,
-        tensors,
-        {
-            "kind": "checkpoint",
-            "epoch": epochs_done,
-            "step": loop.step,
-            "partial": partial_saved,
-            "total_epochs": loop.total_epochs,
-            "steps_per_epoch": len(loop.loader),
-            "seed": settings.seed,
-            "optimizer": optimizer_saved,
-            # fp16 loss scale (empty unless fp16 on CUDA): part of a bit-exact resume.
-            "grad_scaler": {
-                k: v for k, v in loop.scaler.state_dict().items() if not isinstance(v, torch.Tensor)
-            },
-            "history": history,
-            **settings.metadata,
-        },
-    )
-
-
 def _save_models(
     objective: Objective,
     data: TrainingData,
     settings: FitSettings,
-    loop: _Loop,
+    loop: LoopState,
     result: FitResult,
 ) -> None:
     """Final metrics (with the confusion matrices) and one model file per evaluated model."""
@@ -647,14 +370,3 @@ def _save_models(
             **settings.metadata,
         )
     atomic_write_text(run_dir / "final.json", json.dumps(result.final, indent=2) + "\n")
-
-
-def _one_line(description: str, record: dict[str, Any]) -> str:
-    parts = [
-        f"{description} epoch {record['epoch']}",
-        f"{record['samples_per_second']:.0f} samples/s",
-    ]
-    for key, value in record.items():
-        if isinstance(value, dict) and "test" in value:
-            parts.append(f"{key} test errors {value['test']['errors']}")
-    return " | ".join(parts)

@@ -17,7 +17,8 @@ from kdistill.config import ModelConfig, RunConfig, config_differences, dump_con
 from kdistill.data import TrainingData
 from kdistill.engine import FitSettings, is_main_process, resolve_device
 from kdistill.engine.checkpoint import load_tensors
-from kdistill.engine.trainer import CHECKPOINT_NAME, METRICS_NAME
+from kdistill.engine.metrics_log import METRICS_NAME
+from kdistill.engine.resume import CHECKPOINT_NAME
 from kdistill.errors import KDistillError
 from kdistill.files import atomic_write_text, folder_lock
 from kdistill.models import create_model

@@ -9,7 +9,7 @@ import torch
 
 from kdistill.config import TrainRunConfig, parse_config
 from kdistill.engine import load_model
-from kdistill.engine import trainer as trainer_module
+from kdistill.engine import resume as resume_module
 from kdistill.methods import train
 from kdistill.methods.specialists import (
     SpecialistJob,
@@ -98,18 +98,18 @@ def test_a_killed_specialist_resumes_to_the_uninterrupted_weights(tiny, tmp_path
     whole, whole_cached = train_specialist(_job(tiny, tmp_path / "whole"))
     assert not whole_cached and whole["epochs"] == 2
 
-    real_save = trainer_module._save_checkpoint
+    real_save = resume_module.save_checkpoint
 
     def save_then_die(loop, epoch, *args, **kwargs):
         real_save(loop, epoch, *args, **kwargs)
         raise KeyboardInterrupt  # killed right after epoch 1's checkpoint
 
-    monkeypatch.setattr(trainer_module, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(resume_module, "save_checkpoint", save_then_die)
     killed = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         train_specialist(_job(tiny, killed))
     assert not (killed / "stage.json").exists()
-    monkeypatch.setattr(trainer_module, "_save_checkpoint", real_save)
+    monkeypatch.setattr(resume_module, "save_checkpoint", real_save)
     resumed, cached = train_specialist(_job(tiny, killed))
     assert not cached and resumed["dustbin_shift"] == whole["dustbin_shift"]
     first, _ = load_model(tmp_path / "whole" / "specialist.safetensors")
