@@ -117,3 +117,17 @@ def test_evaluation_without_a_classifier_names_the_config_key():
     split = Split(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), torch.zeros(2, dtype=torch.long))
     with pytest.raises(KDistillError, match="gan.classifier"):
         GenerationTask().evaluate(_PixelGenerator(), split, 2, torch.device("cpu"))
+
+
+def test_probe_gives_a_generator_that_fails_on_noise_and_a_class_the_one_line_error():
+    class _WrongNoise(_PixelGenerator):
+        noise_size = 5  # claims 5 noise values but reads a [B, 2] weight
+
+        def forward(self, noise, labels):
+            return noise @ torch.zeros(2, 784)
+
+    split = Split(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(
+        KDistillError, match=r"rejects noise and class ids of shapes \[1, 5\] and \[1\]"
+    ):
+        GenerationTask().probe(_WrongNoise(), split, "generator odd")

@@ -166,7 +166,7 @@ def create_task(name: str) -> Task:
 
 def run_on_example(
     model: nn.Module,
-    example: torch.Tensor,
+    example: torch.Tensor | tuple[torch.Tensor, ...],
     role: str,
     fix: str,
     *,
@@ -174,20 +174,22 @@ def run_on_example(
     errors: tuple[type[Exception], ...] = (RuntimeError, ValueError),
 ) -> Any:
     """``model``'s output for one ``example`` (no grad, eval mode, its mode restored after), for
-    a task's :meth:`Task.probe`; a model that raises one of ``errors`` gets the one-line error
-    naming it (``role``), the input it got and ``fix``."""
+    a task's :meth:`Task.probe`; a tuple is passed as several arguments (a generator's noise
+    and class). A model that raises one of ``errors`` gets the one-line error naming it
+    (``role``), the input it got and ``fix``."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    arguments = example if isinstance(example, tuple) else (example,)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            return model(example.to(device))
+            return model(*(argument.to(device) for argument in arguments))
     except errors as error:
         text = str(error).strip()
         first_line = text.splitlines()[0] if text else ""
+        shapes = " and ".join(str(list(argument.shape)) for argument in arguments)
         raise KDistillError(
-            f"{role} ({type(model).__name__}) rejects {what} {list(example.shape)} "
-            f"({first_line}): {fix}"
+            f"{role} ({type(model).__name__}) rejects {what} {shapes} ({first_line}): {fix}"
         ) from None
     finally:
         model.train(was_training)

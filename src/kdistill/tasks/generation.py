@@ -29,7 +29,7 @@ from torch import nn
 from kdistill.data import Batch, InputEncoding, Split
 from kdistill.errors import KDistillError
 from kdistill.losses.hooks import FeatureCapture
-from kdistill.tasks.base import Evaluation, Meter, Task, register_task
+from kdistill.tasks.base import Evaluation, Meter, Task, register_task, run_on_example
 
 __all__ = [
     "AdversarialOutputs",
@@ -284,18 +284,14 @@ class GenerationTask(Task):
 
     def probe(self, model: nn.Module, split: Split, role: str) -> int:
         noise_size, num_classes = generator_sizes(model, role)
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
         expected = list(split.inputs.shape[1:])
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                images = model(
-                    torch.zeros(1, noise_size, device=device),
-                    torch.zeros(1, dtype=torch.long, device=device),
-                )
-        finally:
-            model.train(was_training)
+        images = run_on_example(
+            model,
+            (torch.zeros(1, noise_size), torch.zeros(1, dtype=torch.long)),
+            role,
+            "a conditional generator is called as G(noise [B, noise_size], labels [B])",
+            what="noise and class ids of shapes",
+        )
         if not isinstance(images, torch.Tensor) or list(images.shape[1:]) != expected:
             shape = list(images.shape[1:]) if isinstance(images, torch.Tensor) else type(images)
             raise KDistillError(

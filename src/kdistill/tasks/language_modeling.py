@@ -14,7 +14,7 @@ from torch import nn
 
 from kdistill.data import Batch, Split
 from kdistill.errors import KDistillError
-from kdistill.tasks.base import Evaluation, Meter, register_task
+from kdistill.tasks.base import Evaluation, Meter, register_task, run_on_example
 from kdistill.tasks.text_classification import PAD_TOKEN_ID, _TokenTask, trim_padding
 
 __all__ = ["LanguageModelingTask", "PerplexityEvaluation", "next_token_losses"]
@@ -81,14 +81,14 @@ class LanguageModelingTask(_TokenTask):
         return PerplexityEvaluation(total, tokens)
 
     def probe(self, model: nn.Module, split: Split, role: str) -> int:
-        example = trim_padding(split.inputs[:1])
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                outputs = model(example)
-        finally:
-            model.train(was_training)
+        outputs = run_on_example(
+            model,
+            trim_padding(split.inputs[:1]),
+            role,
+            "use a causal LM over the data's tokenizer (model.name: llama)",
+            what="token ids of shape",
+            errors=(RuntimeError, ValueError, IndexError),
+        )
         if not isinstance(outputs, torch.Tensor) or outputs.dim() != 3:
             raise KDistillError(
                 f"{role} ({type(model).__name__}) must return next-token logits [batch, "
