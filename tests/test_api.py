@@ -159,3 +159,31 @@ def test_readme_python_examples_run(mnist, tmp_path, monkeypatch):
     monkeypatch.setattr("sys.argv", ["readme"])
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {"__name__": "__readme__"})
+
+
+def test_python_api_trains_and_distils_a_segmenter_per_pixel(tmp_path):
+    from kdistill.data import load_dataset
+    from kdistill.models import create_model
+
+    canvases = load_dataset("canvases-seg")
+    train, test = canvases.train.subset(torch.arange(60)), canvases.test.subset(torch.arange(20))
+    torch.manual_seed(0)
+    small = {"channels": [2, 4, 8, 8], "decoder_channels": 4}
+    teacher = kdistill.train(
+        create_model("segnet", **small), train, test, epochs=1, batch_size=20, lr=0.01,
+        optimizer="adamw", output_dir=tmp_path / "teacher", task="segmentation",
+    ).model  # fmt: skip
+    trained = kdistill.distill(
+        teacher, create_model("segnet", **small), train, test, epochs=1, batch_size=20,
+        lr=0.01, optimizer="adamw", soft_target_weight=0, hard_target_weight=1,
+        terms=[{"kind": "pixel_kl", "weight": 10},
+               {"kind": "pairwise", "student": "decode4", "teacher": "decode4"}],
+        output_dir=tmp_path / "student", task="segmentation",
+    )  # fmt: skip
+    test_metrics = trained.final["student"]["test"]
+    assert 0 <= test_metrics["miou"] <= 1 and len(test_metrics["per_class_iou"]) == 21
+    losses = trained.history[0]["train"]["loss"]
+    assert {"hard_targets", "pixel_kl", "pairwise"} <= set(losses) and losses["pixel_kl"] > 0
+    with pytest.raises(KDistillError, match="unknown task"):
+        kdistill.train(create_model("segnet", **small), train, task="segmentaton",
+                       output_dir=tmp_path / "typo")  # fmt: skip

@@ -31,7 +31,7 @@ from kdistill.files import cache_dir, folder_lock
 from kdistill.losses.base import LossTerm
 from kdistill.methods.common import settle_run_folder
 from kdistill.methods.distill import Distiller, build_terms, use_cached_logits
-from kdistill.tasks import ClassificationTask
+from kdistill.tasks import create_task
 from kdistill.teachers import Teacher, teacher_logits_for_split
 
 __all__ = ["Trained", "as_split", "distill", "train"]
@@ -150,6 +150,7 @@ def _settings(
     optimizer: str,
     device: str,
     train_options: Mapping[str, Any] | None,
+    task: str = "classification",
 ) -> FitSettings:
     options = {"progress": False, **(train_options or {})}
     options["optimizer"] = {"name": optimizer, "lr": lr, **options.get("optimizer", {})}
@@ -163,7 +164,7 @@ def _settings(
         train=config,
         run_dir=Path(output_dir),
         seed=seed,
-        task=ClassificationTask(),
+        task=create_task(task),
         description=description,
         recipes=recipes,
     )
@@ -186,23 +187,29 @@ def train(
     model_spec: str | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     train_options: Mapping[str, Any] | None = None,
+    task: str = "classification",
 ) -> Trained:
-    """Train ``model`` in place on the labels (cross-entropy): a teacher, or a baseline.
+    """Train ``model`` in place on the labels (cross-entropy, or the task's own loss): a
+    teacher, or a baseline.
 
     ``train_options`` takes any other key of a config's ``train`` section (``schedule``,
-    ``grad_clip``, ``threads`` ...). Saves ``output_dir/model.safetensors``. A folder holding
-    another run is refused unless ``resume`` (continue it) or ``overwrite`` (replace it).
+    ``grad_clip``, ``threads`` ...). ``task`` is any registered task (``segmentation`` and
+    ``detection`` take a :class:`~kdistill.data.Split` with masks ``[N, H, W]`` or boxes
+    ``[N, K, 5]`` as labels, e.g. ``load_dataset("canvases-seg").train``). Saves
+    ``output_dir/model.safetensors``. A folder holding another run is refused unless
+    ``resume`` (continue it) or ``overwrite`` (replace it).
     """
     train_split = as_split(train_data, "train_data")
     data = TrainingData(train_split, _eval_splits(eval_data))
     settings = _settings(
         output_dir, seed, f"train {Path(output_dir).name}",
         {"model": _recipe(model, model_spec, model_kwargs)},
-        epochs, batch_size, lr, optimizer, device, train_options,
+        epochs, batch_size, lr, optimizer, device, train_options, task,
     )  # fmt: skip
     settings.task.probe(model, train_split, f"model {type(model).__name__}")
     _settle(settings.run_dir, resume, overwrite)
-    result = fit(SupervisedObjective(model), data, settings, resume=resume)
+    objective = SupervisedObjective(model, loss=settings.task.supervised_loss)
+    result = fit(objective, data, settings, resume=resume)
     return Trained(model, result.run_dir, result.history, result.final)
 
 
@@ -230,6 +237,7 @@ def distill(
     student_spec: str | None = None,
     student_kwargs: Mapping[str, Any] | None = None,
     train_options: Mapping[str, Any] | None = None,
+    task: str = "classification",
 ) -> Trained:
     """Distil ``student`` (trained in place) from ``teacher`` or a list of teachers (their
     distributions averaged by ``ensemble_rule``), Hinton et al. (2015), section 2: minimise
@@ -239,7 +247,10 @@ def distill(
 
     ``use_labels=False`` trains on the soft targets alone (an unlabeled transfer set). The
     teacher is frozen and kept in eval mode; its logits are computed once when no term needs
-    it live. Saves ``output_dir/student.safetensors``.
+    it live (classification only). ``task="segmentation"`` distils per pixel: set
+    ``soft_target_weight=0`` and add ``{"kind": "pixel_kl"}`` (and ``{"kind": "pairwise",
+    "student": PATH, "teacher": PATH}`` for Liu et al.'s pair-wise term); the hard targets are
+    the masks. Saves ``output_dir/student.safetensors``.
     """
     members = list(teacher) if isinstance(teacher, Sequence) else [teacher]
     if not members:
@@ -249,12 +260,12 @@ def distill(
     settings = _settings(
         output_dir, seed, f"distill {Path(output_dir).name}",
         {"student": _recipe(student, student_spec, student_kwargs)},
-        epochs, batch_size, lr, optimizer, device, train_options,
+        epochs, batch_size, lr, optimizer, device, train_options, task,
     )  # fmt: skip
-    task = settings.task
-    student_outputs = task.probe(student, train_split, f"student {type(student).__name__}")
+    probe = settings.task.probe
+    student_outputs = probe(student, train_split, f"student {type(student).__name__}")
     for index, member in enumerate(members):
-        outputs = task.probe(member, train_split, f"teacher {index} {type(member).__name__}")
+        outputs = probe(member, train_split, f"teacher {index} {type(member).__name__}")
         if outputs != student_outputs:
             raise KDistillError(
                 f"teacher {index} outputs {outputs} classes and the student {student_outputs}: "
@@ -270,7 +281,8 @@ def distill(
     )
     frozen = Teacher(members)
     cached = None
-    if use_cached_logits(loss_terms, max_shift=0):
+    # Dense outputs ([N, classes, H, W] per example) are too large to cache: read live.
+    if settings.task.name == "classification" and use_cached_logits(loss_terms, max_shift=0):
         cached = teacher_logits_for_split(
             frozen, train_split, cache_dir(), device=resolve_device(device)
         )
