@@ -34,6 +34,9 @@ def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "label": VARIANTS.get(variant, variant),
                 "seeds": len(runs),
                 "accuracy": [run["test"]["accuracy"] for run in runs],
+                "accuracy_by_seed": {
+                    str(seed): run["test"]["accuracy"] for seed, run in by_seed.items()
+                },
                 "macro_f1": [run["test"]["macro_f1"] for run in runs],
                 "seconds": statistics.fmean(run["seconds"] for run in runs),
             }
@@ -42,27 +45,32 @@ def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _verdicts(rows: list[dict[str, Any]]) -> list[str]:
-    """Each variant against the student alone, by mean accuracy and the seeds' spread."""
+    """Each variant against the student alone, paired by seed (the same split, initial
+    student and batch order): the mean gain with its spread, and a sign test, the one
+    verdict a handful of seeds supports: "helped" when every seed gained (with n seeds the
+    chance of that without any effect is 2^-n: 1/32 with 5), "hurt" when every seed lost."""
     if not rows or rows[0]["variant"] != "student-alone":
         return []
-    base = rows[0]
-    base_mean = statistics.fmean(base["accuracy"])
-    base_spread = statistics.stdev(base["accuracy"]) if len(base["accuracy"]) > 1 else 0.0
+    base = rows[0]["accuracy_by_seed"]
     lines = []
     for row in rows[1:]:
-        mean = statistics.fmean(row["accuracy"])
-        spread = statistics.stdev(row["accuracy"]) if len(row["accuracy"]) > 1 else 0.0
-        gain = 100 * (mean - base_mean)
-        margin = 100 * max(base_spread, spread)
-        if gain > margin:
-            verdict = "helped"
-        elif gain < -margin:
-            verdict = "hurt"
+        seeds = [seed for seed in row["accuracy_by_seed"] if seed in base]
+        gains = [100 * (row["accuracy_by_seed"][seed] - base[seed]) for seed in seeds]
+        if not gains:
+            continue
+        spread = f" ± {statistics.stdev(gains):.2f}" if len(gains) > 1 else ""
+        better = sum(gain > 0 for gain in gains)
+        if len(gains) >= 2 and better == len(gains):
+            verdict = (
+                f"helped (better on all {len(gains)} seeds, sign test p = {0.5 ** len(gains):.3f})"
+            )
+        elif len(gains) >= 2 and better == 0 and all(gain < 0 for gain in gains):
+            verdict = f"hurt (worse on all {len(gains)} seeds)"
         else:
-            verdict = "no difference beyond the seeds' spread"
+            verdict = f"no clear difference (better on {better} of {len(gains)} seeds)"
         lines.append(
-            f"- {row['label']}: {gain:+.2f} points of accuracy against the student alone "
-            f"(largest seed std {margin:.2f}): {verdict}."
+            f"- {row['label']}: {statistics.fmean(gains):+.2f}{spread} points of accuracy "
+            f"against the student alone, paired by seed: {verdict}."
         )
     return lines
 
@@ -220,11 +228,13 @@ def _encoder_lines(results: dict[str, Any]) -> list[str]:
         "- One train/test split and "
         f"{len(results['settings']['seeds'])} seeds (the issue: repeated splits or 5 seeds), "
         "64 tokens per article, few epochs: what fits a shared 2-core CPU in about an hour.",
-        "- Verdicts compare a mean over 2 seeds with the larger of two 2-seed standard "
-        "deviations: a weak yardstick (two seeds can agree by chance, giving std 0); read "
-        "'helped' as suggestive. The fortunes variant also trains on twice the examples.",
-        "- The causal-LM half (below) is far smaller still: 5% of the articles, 2 epochs "
-        "(14 optimizer steps), one seed; the students are nowhere near converged.",
+        "- Verdicts are paired by seed and counted by sign: with few seeds, 'helped' means "
+        "better on every seed, not a size of effect. The fortunes variant also trains on "
+        "twice the examples.",
+        "- The causal-LM half (below) is far smaller still: "
+        f"{100 * results['settings'].get('lm_train_fraction', 0.05):g}% of the articles, "
+        f"{results['settings'].get('lm_epochs', 2)} epochs, one seed; the students are "
+        "nowhere near converged.",
         "",
     ]
     return lines
