@@ -29,7 +29,7 @@ def add(benches: argparse._SubParsersAction) -> None:
         "writes results.json and README.md.",
         epilog=EPILOG,
     )
-    add_seeds(language, (0, 1))
+    add_seeds(language, (0, 1, 2, 3, 4))
     language.add_argument("--student-epochs", type=int, default=4)
     language.add_argument("--teacher-epochs", type=int, default=2)
     language.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))

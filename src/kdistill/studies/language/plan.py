@@ -30,7 +30,7 @@ TEACHER = "teacher"
 
 @dataclass(frozen=True)
 class LanguageBenchSettings:
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     student_epochs: int = 4
     teacher_epochs: int = 2
     variants: tuple[str, ...] = tuple(VARIANTS)
