@@ -6,35 +6,20 @@ both alike."""
 from __future__ import annotations
 
 import statistics
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from kdistill.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from kdistill.data import TrainingData
-from kdistill.engine import FitSettings, SupervisedObjective, fit
-from kdistill.models import create_model
-
-# The hinton-mnist beyond stage's teacher (configs/hinton-mnist/cnn-teacher.yaml).
-CNN_TEACHER = {"channels": [32, 64], "hidden_size": 256, "dropout": 0.3, "global_pool": False}
+from kdistill.engine import SupervisedObjective
+from kdistill.studies.speed.timing import CNN_TEACHER, fit_samples_per_second, seeded_model
 
 
 def _epoch_samples_per_second(train: TrainingData, batch_size: int, channels_last: bool) -> float:
-    torch.manual_seed(0)
-    model = create_model("cnn", **CNN_TEACHER)
-    config = TrainConfig(
-        epochs=1,
-        batch_size=batch_size,
-        optimizer=OptimizerConfig(name="sgd", lr=0.05, momentum=0.9),
-        schedule=ScheduleConfig(name="constant"),
-        progress=False,
-        channels_last=channels_last,
+    objective = SupervisedObjective(seeded_model("cnn", 0, **CNN_TEACHER))
+    return fit_samples_per_second(
+        objective, train, batch_size, lr=0.05, channels_last=channels_last
     )
-    with tempfile.TemporaryDirectory(prefix="kdistill-speed-layout-") as folder:
-        result = fit(SupervisedObjective(model), train, FitSettings(config, Path(folder)))
-    return float(result.history[-1]["samples_per_second"])
 
 
 def measure_memory_layout(

@@ -28,23 +28,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdistill.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from kdistill.data import TrainingData, load_dataset
-from kdistill.engine import FitSettings, fit
 from kdistill.engine.objective import Objective, SupervisedObjective
 from kdistill.files import cache_dir
 from kdistill.losses.base import LossTerm
 from kdistill.losses.logits import HardTargetLoss, SoftTargetLoss
 from kdistill.methods import Distiller
-from kdistill.models import create_model
 from kdistill.studies.speed.layout import measure_memory_layout
 from kdistill.studies.speed.reference_loop import hand_written_epoch
+from kdistill.studies.speed.timing import CNN_TEACHER, seeded_model
+from kdistill.studies.speed.timing import fit_samples_per_second as timed_epoch
 from kdistill.teachers import Teacher, teacher_logits_for_split
 
 TEACHER = {"hidden_sizes": [1200, 1200], "input_dropout": 0.2, "hidden_dropout": 0.5}
 STUDENT = {"hidden_sizes": [800, 800]}
-# The hinton-mnist beyond stage's teacher (configs/hinton-mnist/cnn-teacher.yaml).
-CNN_TEACHER = {"channels": [32, 64], "hidden_size": 256, "dropout": 0.3, "global_pool": False}
 TEMPERATURE = 20.0
 SOFT_TARGET_WEIGHT = 0.9
 LR = 0.01
@@ -78,36 +75,15 @@ class SpeedSettings:
     command: str = "kdistill bench speed"
 
 
-def _train_config(batch_size: int, fused: bool = False) -> TrainConfig:
-    return TrainConfig(
-        epochs=1,
-        batch_size=batch_size,
-        eval_batch_size=2000,
-        optimizer=OptimizerConfig(name="sgd", lr=LR, momentum=0.9, fused=fused),
-        schedule=ScheduleConfig(name="constant"),
-        progress=False,
-    )
-
-
 def _terms() -> list[LossTerm]:
     return [SoftTargetLoss(SOFT_TARGET_WEIGHT, TEMPERATURE), HardTargetLoss(1 - SOFT_TARGET_WEIGHT)]
-
-
-def _model(kind: str, seed: int, **kwargs: Any) -> nn.Module:
-    torch.manual_seed(seed)
-    return create_model(kind, **kwargs)
 
 
 def fit_samples_per_second(
     objective: Objective, data: TrainingData, batch_size: int, seed: int = 0, fused: bool = False
 ) -> float:
-    """Training samples/s of one epoch of ``objective`` on ``data`` through ``engine.fit``
-    (the epoch as fit times it: batches, steps and meters; not the evaluation after it)."""
-    with tempfile.TemporaryDirectory(prefix="kdistill-speed-") as folder:
-        train = _train_config(batch_size, fused)
-        settings = FitSettings(train=train, run_dir=Path(folder), seed=seed)
-        result = fit(objective, data, settings)
-    return float(result.history[-1]["samples_per_second"])
+    """:func:`~kdistill.studies.speed.timing.fit_samples_per_second` at the MLP rows' ``LR``."""
+    return timed_epoch(objective, data, batch_size, seed, lr=LR, fused=fused)
 
 
 def linear_shapes(model: nn.Module) -> list[tuple[int, int]]:
@@ -175,7 +151,7 @@ def measure_rows(
     makers: dict[str, Callable[[int], float]] = {
         HAND: lambda seed: hand_written_epoch(
             teacher.members[0],
-            _model("mlp", seed, **STUDENT),
+            seeded_model("mlp", seed, **STUDENT),
             float_images,
             labels,
             batch_size=settings.batch_size,
@@ -185,22 +161,25 @@ def measure_rows(
             seed=seed,
         ),
         PLAIN: lambda seed: fit_samples_per_second(
-            SupervisedObjective(_model("mlp", seed, **STUDENT)), data, settings.batch_size, seed
+            SupervisedObjective(seeded_model("mlp", seed, **STUDENT)),
+            data,
+            settings.batch_size,
+            seed,
         ),
         CACHED: lambda seed: fit_samples_per_second(
-            Distiller(_model("mlp", seed, **STUDENT), teacher, _terms(), cached),
+            Distiller(seeded_model("mlp", seed, **STUDENT), teacher, _terms(), cached),
             data,
             settings.batch_size,
             seed,
         ),
         LIVE: lambda seed: fit_samples_per_second(
-            Distiller(_model("mlp", seed, **STUDENT), teacher, _terms()),
+            Distiller(seeded_model("mlp", seed, **STUDENT), teacher, _terms()),
             data,
             settings.batch_size,
             seed,
         ),
         CACHED_FUSED: lambda seed: fit_samples_per_second(
-            Distiller(_model("mlp", seed, **STUDENT), teacher, _terms(), cached),
+            Distiller(seeded_model("mlp", seed, **STUDENT), teacher, _terms(), cached),
             data,
             settings.batch_size,
             seed,
@@ -226,7 +205,7 @@ def measure_scaling(
         larger = TrainingData(data.train.subset(repeat), data.eval_splits, data.dataset)
         # The teacher's logits of a repeated set are its logits repeated.
         objective = Distiller(
-            _model("mlp", 0, **STUDENT), None, _terms(), cached[:, repeat].contiguous()
+            seeded_model("mlp", 0, **STUDENT), None, _terms(), cached[:, repeat].contiguous()
         )
         rate = fit_samples_per_second(objective, larger, settings.batch_size)
         size_rows.append(
@@ -235,8 +214,8 @@ def measure_scaling(
         print(f"  transfer set x{factor}: {size_rows[-1]['seconds']:.1f} s/epoch", flush=True)
     width_rows = []
     for width in (1200, 2400):
-        teacher = Teacher([_model("mlp", 1, **{**TEACHER, "hidden_sizes": [width, width]})])
-        objective = Distiller(_model("mlp", 0, **STUDENT), teacher, _terms())
+        teacher = Teacher([seeded_model("mlp", 1, **{**TEACHER, "hidden_sizes": [width, width]})])
+        objective = Distiller(seeded_model("mlp", 0, **STUDENT), teacher, _terms())
         rate = fit_samples_per_second(objective, data, settings.batch_size)
         width_rows.append({"teacher_width": width, "seconds": count / rate})
         print(f"  live teacher {width} wide: {width_rows[-1]['seconds']:.1f} s/epoch", flush=True)
@@ -250,16 +229,18 @@ def measure_jitter_cache(settings: SpeedSettings, data: TrainingData) -> dict[st
     count = min(settings.jitter_train_size, len(data.train))
     train = data.train.subset(torch.arange(count))
     jittered = TrainingData(train, data.eval_splits, data.dataset, max_shift=2)
-    teacher = Teacher([_model("cnn", 2, **CNN_TEACHER)])
+    teacher = Teacher([seeded_model("cnn", 2, **CNN_TEACHER)])
     with tempfile.TemporaryDirectory(prefix="kdistill-speed-cache-") as folder:
         started = time.perf_counter()
         cached = teacher_logits_for_split(teacher, train, folder, max_shift=2)
         build_seconds = time.perf_counter() - started
     live = fit_samples_per_second(
-        Distiller(_model("mlp", 0, **STUDENT), teacher, _terms()), jittered, settings.batch_size
+        Distiller(seeded_model("mlp", 0, **STUDENT), teacher, _terms()),
+        jittered,
+        settings.batch_size,
     )
     from_cache = fit_samples_per_second(
-        Distiller(_model("mlp", 0, **STUDENT), teacher, _terms(), cached),
+        Distiller(seeded_model("mlp", 0, **STUDENT), teacher, _terms(), cached),
         jittered,
         settings.batch_size,
     )
@@ -295,7 +276,7 @@ def profile_cached_step(
         data.dataset,
     )
     objective = Distiller(
-        _model("mlp", 0, **STUDENT), None, _terms(), cached[:, subset].contiguous()
+        seeded_model("mlp", 0, **STUDENT), None, _terms(), cached[:, subset].contiguous()
     )
     fit_samples_per_second(objective, small, settings.batch_size)  # warm-up
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
@@ -323,12 +304,12 @@ def run_speed_benchmark(settings: SpeedSettings) -> dict[str, Any]:
     if settings.train_size is not None:
         train = train.subset(torch.arange(min(settings.train_size, len(train))))
     data = TrainingData(train, {"test": dataset.test.subset(torch.arange(1000))}, dataset)
-    teacher = Teacher([_model("mlp", 1, **TEACHER)])
+    teacher = Teacher([seeded_model("mlp", 1, **TEACHER)])
     started = time.perf_counter()
     cached = teacher_logits_for_split(teacher, data.train, cache_dir())
     cache_seconds = time.perf_counter() - started
     student_shapes, teacher_shapes = (
-        linear_shapes(_model("mlp", 0, **STUDENT)),
+        linear_shapes(seeded_model("mlp", 0, **STUDENT)),
         linear_shapes(teacher),
     )
     print("matmul throughput on the step's shapes ...", flush=True)
