@@ -235,8 +235,12 @@ def teacher_top_k_for_split(
     shards: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     for number, first in enumerate(firsts):
         stop = min(first + TOP_K_SHARD, len(split))
+        if number % procs.world_size != procs.rank:
+            continue
         path = folder / f"shard-{number:05d}.safetensors"
-        if number % procs.world_size != procs.rank or _read_top_k(path, stop - first):
+        found = _read_top_k(path, stop - first)
+        if found is not None:  # finished before (a resumed computation): read once, kept
+            shards[number] = found
             continue
         pieces = []
         for start in range(first, stop, batch_size):
