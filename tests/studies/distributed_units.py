@@ -61,7 +61,8 @@ def main(npz: str, out: Path) -> None:
         except KDistillError as error:
             refused = str(error)
     line = {"rank": int(os.environ.get("RANK", "0")), "report": report.exists(), "refused": refused}
-    print("RESULT " + json.dumps(line), flush=True)
+    # A file per rank: torchrun interleaves the processes' stdout, even within a line.
+    (out / f"result-rank{line['rank']}.json").write_text(json.dumps(line))
 
 
 if __name__ == "__main__":

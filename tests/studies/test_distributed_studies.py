@@ -46,7 +46,9 @@ def test_stages_and_specialists_under_two_processes_match_one(tmp_path, mnist):
     npz = write_mnist_npz(tmp_path / "digits.npz", mnist, 600, 200)
     alone = _run(npz, tmp_path / "one", 1, tmp_path)
     output = _run(npz, tmp_path / "two", 2, tmp_path)
-    results = [json.loads(line[7:]) for line in output.splitlines() if line.startswith("RESULT ")]
+    results = [
+        json.loads((tmp_path / "two" / f"result-rank{rank}.json").read_text()) for rank in (0, 1)
+    ]
     assert sorted(result["rank"] for result in results) == [0, 1]
     assert all(result["report"] for result in results)  # rank 1 waited for rank 0's report
     assert all("drop --workers" in result["refused"] for result in results)

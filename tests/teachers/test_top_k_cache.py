@@ -86,12 +86,10 @@ def test_two_processes_compute_the_shards_in_turns_and_read_the_same_cache(tmp_p
             env=_env(tmp_path), capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
-        if name == "two":
-            wrote = {
-                line["rank"]: line["wrote"]
-                for line in (json.loads(text[7:]) for text in done.stdout.splitlines()
-                             if text.startswith("RESULT "))
-            }  # fmt: skip
+    wrote = {
+        rank: json.loads((tmp_path / "two" / f"rank{rank}.json").read_text())["wrote"]
+        for rank in (0, 1)
+    }
     alone = torch.load(tmp_path / "one" / "rank0.pt", weights_only=True)
     for rank in (0, 1):
         shared = torch.load(tmp_path / "two" / f"rank{rank}.pt", weights_only=True)

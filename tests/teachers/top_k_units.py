@@ -38,7 +38,8 @@ def main(cache: Path) -> None:
         {"log_probs": log_probs, "ids": top_ids}, cache / f"rank{os.environ.get('RANK', '0')}.pt"
     )
     line = {"rank": int(os.environ.get("RANK", "0")), "wrote": written}
-    print("RESULT " + json.dumps(line), flush=True)
+    # A file per rank: torchrun interleaves the processes' stdout, even within a line.
+    (cache / f"rank{line['rank']}.json").write_text(json.dumps(line))
 
 
 if __name__ == "__main__":
