@@ -19,6 +19,7 @@ from kdistill.methods.distill import Distiller
 from kdistill.methods.on_policy import (
     OnPolicyDistiller,
     check_on_policy,
+    check_positions,
     is_on_policy,
     on_policy_choices,
 )
@@ -224,3 +225,17 @@ def test_what_on_policy_batches_cannot_use_is_refused_in_one_line(tmp_path, chan
     with pytest.raises(KDistillError, match=message) as error:
         check_on_policy(parse_config(raw), [TokenDivergence("jsd")])
     assert "\n" not in str(error.value)
+
+
+def test_continuations_longer_than_the_position_table_are_refused_in_one_line(tmp_path, setting):
+    teacher_file, dataset = setting  # TINY models have 32 positions
+    config = _on_policy_config(tmp_path, "long", teacher_file, prompt_tokens=8, max_new_tokens=25)
+    with pytest.raises(
+        KDistillError, match="= 33 is more than the 32 positions of the model"
+    ) as error:
+        methods.distill(config, dataset=dataset)
+    assert "\n" not in str(error.value) and "max_positions" in str(error.value)
+    assert not (tmp_path / "long").exists()
+    settings = OnPolicyConfig(fraction=0.5, max_new_tokens=24, prompt_tokens=8)
+    teacher, student = _tiny_pair()
+    check_positions(settings, {"model": student, "teacher": teacher})  # 32 fits exactly

@@ -334,9 +334,14 @@ def distill(
         make_objective = holistic_objective(config, data, student_outputs)
     if config.distill.on_policy is not None:
         # Imported here: on_policy.py subclasses this module's Distiller.
-        from kdistill.methods.on_policy import check_on_policy, on_policy_distiller
+        from kdistill.methods.on_policy import (
+            check_on_policy,
+            check_positions,
+            on_policy_distiller,
+        )
 
         check_on_policy(config, terms)
+        check_positions(config.distill.on_policy, {"model": student, "teacher": teacher})
     cached = None
     max_shift = config.data.max_shift
     features = None

@@ -51,6 +51,7 @@ from kdistill.teachers import Teacher
 __all__ = [
     "OnPolicyDistiller",
     "check_on_policy",
+    "check_positions",
     "is_on_policy",
     "on_policy_choices",
     "on_policy_distiller",
@@ -110,6 +111,24 @@ def check_on_policy(config: DistillRunConfig, terms: Sequence[LossTerm]) -> None
             "distill.on_policy: no term reads the teacher, so on-policy batches would train "
             "nothing: add {kind: lm_divergence} to distill.terms"
         )
+
+
+def check_positions(settings: OnPolicyConfig, models: dict[str, nn.Module]) -> None:
+    """Refuse, in one line, generated sequences longer than a model's position table:
+    ``prompt_tokens + max_new_tokens`` must fit every model's ``max_position_embeddings``
+    (learned position tables index out of range past it; rotary ones were never trained
+    there)."""
+    longest = settings.prompt_tokens + settings.max_new_tokens
+    for name, model in models.items():
+        for module in model.modules():
+            positions = getattr(getattr(module, "config", None), "max_position_embeddings", None)
+            if isinstance(positions, int) and longest > positions:
+                raise KDistillError(
+                    f"distill.on_policy: prompt_tokens + max_new_tokens = {longest} is more than "
+                    f"the {positions} positions of the {name}: lower distill.on_policy."
+                    f"max_new_tokens or prompt_tokens"
+                    + (" (or raise model.kwargs.max_positions)" if name == "model" else "")
+                )
 
 
 class OnPolicyDistiller(Distiller):
