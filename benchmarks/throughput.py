@@ -23,6 +23,7 @@ from kdistill.files import cache_dir
 from kdistill.losses.logits import HardTargetLoss, SoftTargetLoss
 from kdistill.methods.distill import Distiller
 from kdistill.models import create_model
+from kdistill.studies.speed.timing import matmul_peak
 from kdistill.teachers import Teacher, teacher_logits_for_split
 
 TEACHER = {
@@ -32,18 +33,6 @@ TEACHER = {
     "max_norm": 3.5,
 }
 STUDENT = {"hidden_sizes": [800, 800]}
-
-
-def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
-    """Best fp32 matmul FLOP/s over ``repeats`` products of two ``size`` x ``size`` matrices."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - started)
-    return 2 * size**3 / best
 
 
 def linear_macs(model: torch.nn.Module) -> int:
@@ -97,7 +86,7 @@ def main() -> None:
     cache_seconds = time.perf_counter() - started
     cache_hit = set(logits_dir.glob("*.safetensors")) == files_before
 
-    peak = matmul_peak()
+    peak = matmul_peak(repeats=10)
     modes = {
         "student, hard labels": (SupervisedObjective(create_model("mlp", **STUDENT)), train_flops),
         "distill, cached teacher": (
@@ -129,7 +118,7 @@ def main() -> None:
                 "fraction_of_peak": rate * flops_per_sample / peak,
             }
         )
-    peak_after = matmul_peak()
+    peak_after = matmul_peak(repeats=10)
     result = {
         "machine": {
             "platform": platform.platform(),

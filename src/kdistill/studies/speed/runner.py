@@ -36,7 +36,7 @@ from kdistill.losses.logits import HardTargetLoss, SoftTargetLoss
 from kdistill.methods import Distiller
 from kdistill.studies.speed.layout import measure_memory_layout
 from kdistill.studies.speed.reference_loop import hand_written_epoch
-from kdistill.studies.speed.timing import CNN_TEACHER, seeded_model
+from kdistill.studies.speed.timing import CNN_TEACHER, matmul_peak, seeded_model
 from kdistill.studies.speed.timing import fit_samples_per_second as timed_epoch
 from kdistill.teachers import Teacher, teacher_logits_for_split
 
@@ -374,17 +374,5 @@ def run_speed_benchmark(settings: SpeedSettings) -> dict[str, Any]:
     if settings.profile_steps:
         print("profile ...", flush=True)
         results["profile"] = profile_cached_step(settings, data, cached)
-    results["matmul"]["peak_square_2048"] = _square_peak()
+    results["matmul"]["peak_square_2048"] = matmul_peak()
     return results
-
-
-def _square_peak(size: int = 2048, repeats: int = 5) -> float:
-    """Best FLOP/s of a ``size`` x ``size`` fp32 product: the machine's headline rate."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - started)
-    return 2 * size**3 / best

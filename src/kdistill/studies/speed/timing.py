@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from kdistill.engine import FitSettings, fit
 from kdistill.engine.objective import Objective
 from kdistill.models import create_model
 
-__all__ = ["CNN_TEACHER", "fit_samples_per_second", "seeded_model"]
+__all__ = ["CNN_TEACHER", "fit_samples_per_second", "matmul_peak", "seeded_model"]
 
 # The hinton-mnist beyond stage's teacher (configs/hinton-mnist/cnn-teacher.yaml).
 CNN_TEACHER = {"channels": [32, 64], "hidden_size": 256, "dropout": 0.3, "global_pool": False}
@@ -52,3 +53,15 @@ def fit_samples_per_second(
     with tempfile.TemporaryDirectory(prefix="kdistill-speed-") as folder:
         result = fit(objective, data, FitSettings(train=train, run_dir=Path(folder), seed=seed))
     return float(result.history[-1]["samples_per_second"])
+
+
+def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
+    """Best FLOP/s of a ``size`` x ``size`` fp32 product: the machine's headline rate."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best
