@@ -1,0 +1,86 @@
+"""Run configurations: YAML files validated by pydantic, overridable from the command line.
+
+Configs are shallow on purpose: a run is ``data`` + ``model`` + ``train`` (+ ``distill``),
+and every default reproduces Hinton et al.'s MNIST set-up where one exists.
+
+The sections live in ``sections.py``, each verb's config type in ``runs.py``, and reading,
+overriding and digesting configs in ``files.py``.
+"""
+
+from kdistill.config.files import (
+    COSMETIC_TRAIN_KEYS,
+    apply_overrides,
+    config_content,
+    config_differences,
+    config_digest,
+    dump_config,
+    load_config,
+    parse_config,
+)
+from kdistill.config.runs import (
+    VERB_SECTIONS,
+    BornAgainRunConfig,
+    DistillRunConfig,
+    MutualRunConfig,
+    NetAugRunConfig,
+    RunConfig,
+    TrainRunConfig,
+    config_type_for,
+)
+from kdistill.config.sections import (
+    BornAgainConfig,
+    DataConfig,
+    DistillConfig,
+    EarlyStoppingConfig,
+    GanConfig,
+    HolisticConfig,
+    ModelConfig,
+    MutualConfig,
+    NetAugConfig,
+    NormalizeValues,
+    OnPolicyConfig,
+    OptimizerConfig,
+    ScheduleConfig,
+    SpecialistsConfig,
+    TeacherConfig,
+    TermConfig,
+    TextConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "apply_overrides",
+    "BornAgainConfig",
+    "BornAgainRunConfig",
+    "config_content",
+    "config_differences",
+    "config_digest",
+    "config_type_for",
+    "COSMETIC_TRAIN_KEYS",
+    "DataConfig",
+    "DistillConfig",
+    "DistillRunConfig",
+    "dump_config",
+    "EarlyStoppingConfig",
+    "GanConfig",
+    "HolisticConfig",
+    "load_config",
+    "ModelConfig",
+    "MutualConfig",
+    "MutualRunConfig",
+    "NetAugConfig",
+    "NetAugRunConfig",
+    "NormalizeValues",
+    "OnPolicyConfig",
+    "OptimizerConfig",
+    "parse_config",
+    "RunConfig",
+    "ScheduleConfig",
+    "SpecialistsConfig",
+    "TeacherConfig",
+    "TermConfig",
+    "TextConfig",
+    "TrainConfig",
+    "TrainRunConfig",
+    "VERB_SECTIONS",
+]
