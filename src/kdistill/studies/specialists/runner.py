@@ -7,9 +7,7 @@ marker in ``work_dir``, so a killed run redoes only what had not finished.
 
 from __future__ import annotations
 
-import hashlib
 import platform
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -21,9 +19,15 @@ from kdistill.data import DataSet, TrainingData, load_dataset
 from kdistill.engine import load_model, under_torchrun
 from kdistill.engine.checkpoint import load_tensors, save_tensors
 from kdistill.files import cache_dir, run_once
-from kdistill.models import count_parameters
 from kdistill.reports.specialists import write_report
 from kdistill.studies.hinton_mnist.analysis import mean_std
+from kdistill.studies.specialists.evaluation import (
+    ensemble_unit,
+    file_sha256,
+    method_identity,
+    model_cards,
+    model_logits,
+)
 from kdistill.studies.specialists.plan import (
     generalist_config,
     load_profile,
@@ -35,14 +39,6 @@ from kdistill.studies.stages import specialists_method as sp
 from kdistill.tasks import evaluate_logits, predict_logits
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _method_identity(method: SpecialistsConfig, *keys: str) -> dict[str, Any]:
-    return {key: getattr(method, key) for key in keys}
-
-
 def _clusters(
     work_dir: Path, seed: int, generalist: Path, data: TrainingData, method: SpecialistsConfig
 ) -> dict[str, Any]:
@@ -50,8 +46,8 @@ def _clusters(
     carved from the training data; no label is read to find the groups (the confusion matrix
     on the same split is kept only to show what the groups are)."""
     identity = {
-        "generalist_sha256": _sha(generalist),
-        **_method_identity(
+        "generalist_sha256": file_sha256(generalist),
+        **method_identity(
             method,
             "num_specialists",
             "classes_per_specialist",
@@ -128,83 +124,6 @@ def _train_jobs(folder: Path, jobs: list[Any], workers: int) -> dict[str, Any]:
     return result
 
 
-def _logits(paths: list[Path], split: Any) -> list[torch.Tensor]:
-    return [predict_logits(load_model(path)[0], split) for path in paths]
-
-
-def _in_group(
-    generalist: torch.Tensor, specialists: list[torch.Tensor], groups: list[list[int]], split: Any
-) -> list[dict[str, Any]]:
-    """What each specialist adds, on the pairs of its own classes: its accuracy among its
-    classes beside the generalist's restricted to them, and how often it calls its own classes
-    dustbin (and the others not dustbin)."""
-    rows = []
-    for logits, group in zip(specialists, groups, strict=True):
-        classes = torch.tensor(group)
-        own = torch.isin(split.labels, classes)
-        labels = split.labels[own]
-        specialist = classes[logits[own][:, :-1].argmax(dim=1)]
-        restricted = classes[generalist[own][:, classes].argmax(dim=1)]
-        rows.append(
-            {
-                "examples": int(own.sum()),
-                "specialist_accuracy": float((specialist == labels).float().mean()),
-                "generalist_accuracy": float((restricted == labels).float().mean()),
-                "own_called_dustbin": float((logits[own].argmax(1) == len(group)).float().mean()),
-                "others_not_dustbin": float((logits[~own].argmax(1) != len(group)).float().mean()),
-            }
-        )
-    return rows
-
-
-def _ensemble(
-    work_dir: Path,
-    seed: int,
-    generalist: Path,
-    specialists: list[Path],
-    groups: list[list[int]],
-    data: TrainingData,
-    method: SpecialistsConfig,
-) -> dict[str, Any]:
-    """Tables 3 and 4 on the test pairs: the generalist alone vs generalist + specialists."""
-    identity = {
-        "generalist_sha256": _sha(generalist),
-        "specialists_sha256": [_sha(path) for path in specialists],
-        **_method_identity(method, "top_n", "inference_steps", "inference_lr"),
-        "measures": 2,
-    }
-
-    def compute() -> dict[str, Any]:
-        test = data.eval_splits["test"]
-        started = time.perf_counter()
-        generalist_logits, *specialist_logits = _logits([generalist, *specialists], test)
-        combined, active = sp.combined_log_probs(
-            generalist_logits,
-            specialist_logits,
-            groups,
-            top_n=method.top_n,
-            steps=method.inference_steps,
-            lr=method.inference_lr,
-        )
-        seconds = time.perf_counter() - started
-        alone = torch.log_softmax(generalist_logits, dim=1)
-        return {
-            "generalist": sp.table_3_row(alone, test.labels, groups),
-            "ensemble": sp.table_3_row(combined, test.labels, groups),
-            "table_4": sp.gain_by_coverage(alone, combined, test.labels, groups),
-            "active_per_example": float(active.float().sum(dim=1).mean()),
-            "examples_with_active": int(active.any(dim=1).sum()),
-            "changed_predictions": int((alone.argmax(1) != combined.argmax(1)).sum()),
-            "specialists_in_group": _in_group(generalist_logits, specialist_logits, groups, test),
-            "test_seconds": seconds,
-        }
-
-    # New inference settings or measures recompute this (cheap) unit; other models refuse.
-    strict = {"generalist_sha256", "specialists_sha256"}
-    result, _ = run_once(work_dir / f"ensemble-s{seed}", identity, compute, must_match=strict)
-    return result
-
-
 def _distilled(
     work_dir: Path,
     seed: int,
@@ -224,10 +143,10 @@ def _distilled(
         update={"train": train_section("distilled", epochs), "output_dir": str(folder)}
     )
     identity = {
-        "generalist_sha256": _sha(generalist),
-        "specialists_sha256": [_sha(path) for path in specialists],
+        "generalist_sha256": file_sha256(generalist),
+        "specialists_sha256": [file_sha256(path) for path in specialists],
         "config_digest": config_digest(config),
-        **_method_identity(
+        **method_identity(
             method,
             "top_n",
             "inference_steps",
@@ -245,7 +164,7 @@ def _distilled(
             tensors, saved = load_tensors(targets_path)
             if saved.get("identity") == key:
                 return tensors["log_q"]
-        logits = _logits([generalist, *specialists], data.train)
+        logits = model_logits([generalist, *specialists], data.train)
         log_q, _ = sp.combined_log_probs(
             logits[0],
             logits[1:],
@@ -278,58 +197,6 @@ def _distilled(
 
     result, _ = run_once(folder, identity, compute)
     return result
-
-
-def _latency(models: list[torch.nn.Module], run: Any, example: torch.Tensor) -> float:
-    """Median milliseconds of ``run(models, inputs)`` on one example."""
-    timings = []
-    with torch.inference_mode():
-        for attempt in range(25):
-            started = time.perf_counter()
-            run(models, example)
-            if attempt >= 5:
-                timings.append(time.perf_counter() - started)
-    return 1000 * statistics.median(timings)
-
-
-def _model_cards(
-    generalist: Path,
-    specialists: list[Path],
-    distilled: Path,
-    groups: list[list[int]],
-    data: TrainingData,
-    method: SpecialistsConfig,
-) -> dict[str, Any]:
-    """Parameters and CPU latency (one example, one thread) of generalist, ensemble, distilled."""
-    general = load_model(generalist)[0].eval()
-    experts = [load_model(path)[0].eval() for path in specialists]
-    student = load_model(distilled)[0].eval()
-    example = data.eval_splits["test"].encoded(0, 1)
-
-    def single(models: list[torch.nn.Module], inputs: torch.Tensor) -> None:
-        models[0](inputs)
-
-    def ensemble(models: list[torch.nn.Module], inputs: torch.Tensor) -> None:
-        # Every specialist runs (a batch would need them anyway); then eq. 5 is solved.
-        logits = [model(inputs) for model in models]
-        sp.combined_log_probs(
-            logits[0], logits[1:], groups, top_n=method.top_n, steps=method.inference_steps
-        )
-
-    return {
-        "generalist": {
-            "parameters": count_parameters(general),
-            "latency_ms": _latency([general], single, example),
-        },
-        "ensemble": {
-            "parameters": count_parameters(general) + sum(count_parameters(m) for m in experts),
-            "latency_ms": _latency([general, *experts], ensemble, example),
-        },
-        "distilled": {
-            "parameters": count_parameters(student),
-            "latency_ms": _latency([student], single, example),
-        },
-    }
 
 
 def run(
@@ -367,7 +234,7 @@ def run(
         )
         trained = _train_jobs(folder, jobs, workers)
         specialists = [job.run_dir / "specialist.safetensors" for job in jobs]
-        ensemble = _ensemble(work_dir, seed, generalist, specialists, groups, data, method)
+        ensemble = ensemble_unit(work_dir, seed, generalist, specialists, groups, data, method)
         distilled = _distilled(
             work_dir,
             seed,
@@ -391,7 +258,7 @@ def run(
             "distilled": distilled,
         }
         if cards is None:
-            cards = _model_cards(
+            cards = model_cards(
                 generalist, specialists, Path(distilled["model_path"]), groups, data, method
             )
             # The 1-versus-2 worker timing is about worker processes, which torchrun replaces.
