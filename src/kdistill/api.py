@@ -30,7 +30,8 @@ from kdistill.errors import KDistillError
 from kdistill.files import cache_dir, folder_lock
 from kdistill.losses.base import LossTerm
 from kdistill.methods.common import settle_run_folder
-from kdistill.methods.distill import Distiller, build_terms, use_cached_logits
+from kdistill.methods.distill import Distiller
+from kdistill.methods.terms import build_terms, use_cached_logits
 from kdistill.tasks import create_task
 from kdistill.teachers import Teacher, teacher_logits_for_split
 

@@ -8,11 +8,12 @@ from kdistill.data import DataSet
 from kdistill.engine import FitResult
 from kdistill.errors import KDistillError
 from kdistill.methods.born_again import BornAgainResult, run_born_again
-from kdistill.methods.distill import Distiller, build_terms, distill
+from kdistill.methods.distill import Distiller, distill
 from kdistill.methods.gan import GanDistiller, GanObjective, run_gan
 from kdistill.methods.mutual import MutualObjective, MutualResult, run_mutual, train_alone
 from kdistill.methods.netaug import NetAugObjective, run_netaug
 from kdistill.methods.supervised import train
+from kdistill.methods.terms import build_terms
 
 __all__ = [
     "BornAgainResult",

@@ -40,7 +40,8 @@ from kdistill.methods.common import (
     derived_seed,
     fit_settings,
 )
-from kdistill.methods.distill import Distiller, build_terms, check_teacher_encoding
+from kdistill.methods.distill import Distiller
+from kdistill.methods.terms import build_terms, check_teacher_encoding
 from kdistill.tasks.generation import AdversarialOutputs, GenerationTask, generator_sizes
 from kdistill.teachers import Teacher, load_teacher
 from kdistill.teachers.feature_space import load_feature_space

@@ -44,7 +44,7 @@ from kdistill.files import cache_dir
 from kdistill.losses.base import LossTerm, TermContext
 from kdistill.losses.logits import HardTargetLoss
 from kdistill.methods.common import build_model, check_model, fit_settings, write_run_config
-from kdistill.methods.distill import check_teacher_encoding, terms_from_config, use_cached_logits
+from kdistill.methods.terms import check_teacher_encoding, terms_from_config, use_cached_logits
 from kdistill.models import SliceableModel, make_sliceable
 from kdistill.tasks import BatchSource
 from kdistill.teachers import (

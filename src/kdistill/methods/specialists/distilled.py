@@ -24,7 +24,8 @@ from kdistill.methods.common import (
     fit_settings,
     write_run_config,
 )
-from kdistill.methods.distill import Distiller, build_terms
+from kdistill.methods.distill import Distiller
+from kdistill.methods.terms import build_terms
 
 __all__ = ["distill_combined"]
 

@@ -5,7 +5,6 @@ generalist, ensemble and distilled model."""
 
 from __future__ import annotations
 
-import hashlib
 import statistics
 import time
 from pathlib import Path
@@ -17,15 +16,12 @@ from kdistill.config import SpecialistsConfig
 from kdistill.data import TrainingData
 from kdistill.engine import load_model
 from kdistill.files import run_once
+from kdistill.methods.common import file_sha256
 from kdistill.models import count_parameters
 from kdistill.studies.stages import specialists_method as sp
 from kdistill.tasks import predict_logits
 
-__all__ = ["ensemble_unit", "file_sha256", "method_identity", "model_cards", "model_logits"]
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+__all__ = ["ensemble_unit", "method_identity", "model_cards", "model_logits"]
 
 
 def method_identity(method: SpecialistsConfig, *keys: str) -> dict[str, Any]:

@@ -19,11 +19,11 @@ from kdistill.data import DataSet, TrainingData, load_dataset
 from kdistill.engine import load_model, under_torchrun
 from kdistill.engine.checkpoint import load_tensors, save_tensors
 from kdistill.files import cache_dir, run_once
+from kdistill.methods.common import file_sha256
 from kdistill.reports.specialists import write_report
 from kdistill.studies.hinton_mnist.analysis import mean_std
 from kdistill.studies.specialists.evaluation import (
     ensemble_unit,
-    file_sha256,
     method_identity,
     model_cards,
     model_logits,
