@@ -104,14 +104,15 @@ def run_lm_part(
             }
 
         record.update(
-            run_once(work / f"measure-{variant}-s0", {"model": str(model_file)}, measure)[0]
+            # Named by the training unit (its digest), so other settings measure anew.
+            run_once(work / f"measure-{stage.run_dir.name}", {"model": str(model_file)}, measure)[0]
         )
 
         def student(model_file: Path = model_file) -> nn.Module:
             return load_model(model_file)[0]
 
         record["generation"] = _generation_latency(
-            work / f"generation-latency-{variant}-s0", str(model_file), student, tokenizer
+            work / f"generation-latency-{stage.run_dir.name}", str(model_file), student, tokenizer
         )
         results["students"][variant] = record
     assert test is not None
