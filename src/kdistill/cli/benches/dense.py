@@ -26,7 +26,7 @@ def add(benches: argparse._SubParsersAction) -> None:
         "--tasks", nargs="+", default=["segmentation"], choices=["segmentation", "detection"]
     )
     dense.add_argument("--teacher-epochs", type=int, default=8, help="default 8")
-    dense.add_argument("--epochs", type=int, default=6, help="students' epochs (default 6)")
+    dense.add_argument("--epochs", type=int, default=20, help="students' epochs (default 20)")
     dense.add_argument(
         "--train-fraction", type=float, default=0.5, help="students' share of the canvases"
     )

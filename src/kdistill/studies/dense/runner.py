@@ -43,7 +43,7 @@ class DenseBenchSettings:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     tasks: list[str] = field(default_factory=lambda: ["segmentation"])
     teacher_epochs: int = 8
-    epochs: int = 6
+    epochs: int = 20
     train_fraction: float = 0.5
     student_lr: float | None = None
     """The students' learning rate instead of their configs' (segmentation)."""
