@@ -92,6 +92,44 @@ def test_the_lm_report_says_how_the_gkd_student_trained(tmp_path):
     assert "| Teacher (SmolLM2-135M) | 1,000 | 12.00 | 0 | 21.50 | - |" in text
     assert "continued by 16 tokens; the median over 15 timed runs" in text
     assert "on the others (a share of 0.5, drawn from the seed and step)" in text
+    assert "## What each loss did here" not in text  # no student alone to compare with
     del results["lm"]["students"]["lm-gkd"]
     write_report(results, settings)
     assert "GKD" not in (tmp_path / "README.md").read_text()
+
+
+def test_the_lm_report_compares_each_loss_with_the_student_alone(tmp_path):
+    settings = LanguageBenchSettings(report_dir=tmp_path, part="lm")
+
+    def student(perplexity: float, kl: float) -> dict:
+        return {
+            "parameters": 10,
+            "test": {"perplexity": perplexity},
+            "kl_to_teacher": kl,
+            "seconds": 1.0,
+            "continuations": ["a", "b", "c"],
+        }
+
+    results = {
+        "settings": {**settings.identity(), "seeds": [0]},
+        "machine": "x86_64, 1 thread",
+        "lm": {
+            "teacher": student(60.0, 0.0),
+            "students": {
+                "lm-ce": student(750.0, 4.2),
+                "lm-forward-kl": student(749.0, 3.1),
+                "lm-reverse-kl": student(2700.0, 4.4),
+                "lm-jsd": student(750.0, 4.0),  # a tie is not lower
+            },
+        },
+    }
+    write_report(results, settings)
+    text = (tmp_path / "README.md").read_text()
+    assert (
+        "- Lower test perplexity than the student alone (750.0): Forward KL; not lower: "
+        "Reverse KL, JSD(0.5)." in text
+    )
+    assert (
+        "- Closer to the teacher (KL below the student alone's 4.200): Forward KL, JSD(0.5); "
+        "not closer: Reverse KL." in text
+    )

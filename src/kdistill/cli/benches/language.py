@@ -38,9 +38,9 @@ def add(benches: argparse._SubParsersAction) -> None:
     language.add_argument(
         "--part", choices=["encoder", "lm", "all"], default="all", help="which half to run"
     )
-    language.add_argument("--lm-epochs", type=int, default=2)
+    language.add_argument("--lm-epochs", type=int, default=6)
     language.add_argument(
-        "--lm-train-fraction", type=float, default=0.05, help="share of articles the LMs see"
+        "--lm-train-fraction", type=float, default=0.3, help="share of articles the LMs see"
     )
     add_folders(
         language, "runs/bench-language", "docs/results/language", "results.json and README.md"

@@ -43,8 +43,8 @@ class LanguageBenchSettings:
     """Test articles each model's CPU latency is timed on (one article per call)."""
     part: str = "all"
     """``encoder``, ``lm`` or ``all``."""
-    lm_epochs: int = 2
-    lm_train_fraction: float = 0.05
+    lm_epochs: int = 6
+    lm_train_fraction: float = 0.3
     """Share of the training articles the causal-LM students see (the teacher is slow)."""
 
     def identity(self) -> dict[str, Any]:

@@ -117,6 +117,7 @@ def _lm_lines(results: dict[str, Any]) -> list[str]:
             f"{record['test']['perplexity']:.1f} | {record['kl_to_teacher']:.3f} | "
             f"{_ms_per_token(record)} | {record['seconds']:.0f} |"
         )
+    lines += _lm_verdicts(lm["students"], LM_VARIANTS)
     lines += ["", "Greedy continuations (16 tokens) of prompts written for this report:", ""]
     for index, prompt in enumerate(PROMPTS):
         lines.append(f"**{prompt}**")
@@ -128,6 +129,39 @@ def _lm_lines(results: dict[str, Any]) -> list[str]:
             )
         lines.append("")
     return lines
+
+
+def _lm_verdicts(students: dict[str, Any], labels: dict[str, str]) -> list[str]:
+    """Each distillation loss against the student alone (next-token CE), on the two measures
+    of the table; one seed, so what happened here, not a verdict with a spread."""
+    baseline = students.get("lm-ce")
+    others = {variant: record for variant, record in students.items() if variant != "lm-ce"}
+    if baseline is None or not others:
+        return []
+
+    def compare(key: Any) -> tuple[list[str], list[str]]:
+        better = [labels.get(v, v) for v, r in others.items() if key(r) < key(baseline)]
+        worse = [labels.get(v, v) for v, r in others.items() if key(r) >= key(baseline)]
+        return better, worse
+
+    def names(found: list[str]) -> str:
+        return ", ".join(found) if found else "none"
+
+    perplexity_better, perplexity_worse = compare(lambda r: r["test"]["perplexity"])
+    kl_better, kl_worse = compare(lambda r: r["kl_to_teacher"])
+    alone = baseline["test"]["perplexity"], baseline["kl_to_teacher"]
+    return [
+        "",
+        "## What each loss did here (one seed)",
+        "",
+        f"- Lower test perplexity than the student alone ({alone[0]:.1f}): "
+        f"{names(perplexity_better)}; not lower: {names(perplexity_worse)}.",
+        f"- Closer to the teacher (KL below the student alone's {alone[1]:.3f}): "
+        f"{names(kl_better)}; not closer: {names(kl_worse)}.",
+        "- One seed of a short run from scratch: this is what happened here, not whether a loss "
+        "helps. The students share one architecture, so their CPU ms per token differ only by "
+        "the load on the shared machine while each was timed.",
+    ]
 
 
 def _latency_note(teacher: dict[str, Any]) -> list[str]:
