@@ -93,6 +93,10 @@ def test_the_lm_report_says_how_the_gkd_student_trained(tmp_path):
     assert "continued by 16 tokens; the median over 15 timed runs" in text
     assert "on the others (a share of 0.5, drawn from the seed and step)" in text
     assert "## What each loss did here" not in text  # no student alone to compare with
+    assert (
+        f"Command: `OMP_NUM_THREADS=1 kdistill bench language --part lm --output-dir {tmp_path}`"
+        in text
+    )
     del results["lm"]["students"]["lm-gkd"]
     write_report(results, settings)
     assert "GKD" not in (tmp_path / "README.md").read_text()

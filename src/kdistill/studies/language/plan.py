@@ -47,6 +47,32 @@ class LanguageBenchSettings:
     lm_train_fraction: float = 0.3
     """Share of the training articles the causal-LM students see (the teacher is slow)."""
 
+    def command_line(self) -> str:
+        """The ``kdistill bench language`` invocation these settings come from (defaults left
+        out)."""
+        parts = ["OMP_NUM_THREADS=1 kdistill bench language"]
+        defaults = LanguageBenchSettings()
+        if self.seeds != defaults.seeds:
+            parts.append("--seeds " + " ".join(map(str, self.seeds)))
+        if self.variants != defaults.variants:
+            parts.append("--variants " + " ".join(self.variants))
+        if not self.embedding:
+            parts.append("--no-embedding")
+        options = {
+            "part": "part",
+            "student_epochs": "student-epochs",
+            "teacher_epochs": "teacher-epochs",
+            "train_fraction": "train-fraction",
+            "lm_epochs": "lm-epochs",
+            "lm_train_fraction": "lm-train-fraction",
+            "work_dir": "work-dir",
+            "report_dir": "output-dir",
+        }
+        for name, flag in options.items():
+            if getattr(self, name) != getattr(defaults, name):
+                parts.append(f"--{flag} {getattr(self, name)}")
+        return " ".join(parts)
+
     def identity(self) -> dict[str, Any]:
         return {
             "student_epochs": self.student_epochs,

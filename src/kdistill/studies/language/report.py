@@ -81,6 +81,7 @@ def write_report(results: dict[str, Any], settings: LanguageBenchSettings) -> No
     lines = _encoder_lines(results) if "teacher" in results else []
     if "lm" in results:
         lines += _lm_lines(results)
+    lines[2:2] = [f"Command: `{settings.command_line()}`", ""]  # after the first title
     atomic_write_text(folder / "README.md", "\n".join(lines))
 
 
