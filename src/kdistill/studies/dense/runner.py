@@ -29,6 +29,7 @@ from kdistill.engine.checkpoint import load_model
 from kdistill.errors import KDistillError
 from kdistill.files import atomic_write_text, cache_dir
 from kdistill.models import count_parameters
+from kdistill.studies.command import bench_command_line
 from kdistill.studies.dense.plan import SEG_METHODS, seg_cell_config, seg_teacher_config
 from kdistill.studies.dense.report import draw_predictions, render_report
 from kdistill.studies.self_online.report import machine
@@ -53,26 +54,21 @@ class DenseBenchSettings:
     output_dir: Path = Path("docs/results/dense")
 
     def command_line(self) -> str:
-        parts = ["OMP_NUM_THREADS=1 kdistill bench dense"]
-        defaults = DenseBenchSettings()
-        if self.seeds != defaults.seeds:
-            parts.append("--seeds " + " ".join(map(str, self.seeds)))
-        if self.tasks != defaults.tasks:
-            parts.append("--tasks " + " ".join(self.tasks))
-        if self.seg_methods != defaults.seg_methods:
-            parts.append("--seg-methods " + " ".join(self.seg_methods))
-        names = (
-            "teacher_epochs",
-            "epochs",
-            "train_fraction",
-            "student_lr",
-            "work_dir",
-            "output_dir",
+        return bench_command_line(
+            "OMP_NUM_THREADS=1 kdistill bench dense",
+            self,
+            {
+                "seeds": "seeds",
+                "tasks": "tasks",
+                "seg_methods": "seg-methods",
+                "teacher_epochs": "teacher-epochs",
+                "epochs": "epochs",
+                "train_fraction": "train-fraction",
+                "student_lr": "student-lr",
+                "work_dir": "work-dir",
+                "output_dir": "output-dir",
+            },
         )
-        for name in names:
-            if getattr(self, name) != getattr(defaults, name):
-                parts.append(f"--{name.replace('_', '-')} {getattr(self, name)}")
-        return " ".join(parts)
 
 
 def log(message: str) -> None:

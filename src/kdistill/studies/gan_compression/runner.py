@@ -24,6 +24,7 @@ import torch
 from kdistill.data import load_dataset
 from kdistill.engine.checkpoint import load_model
 from kdistill.files import atomic_write_text, cache_dir
+from kdistill.studies.command import bench_command_line
 from kdistill.studies.gan_compression.measure import l1_to_teacher, save_grid, size_and_latency
 from kdistill.studies.gan_compression.plan import (
     STUDENTS,
@@ -53,22 +54,19 @@ class GanBenchSettings:
     output_dir: Path = Path("docs/results/gan-compression")
 
     def command_line(self) -> str:
-        parts = ["OMP_NUM_THREADS=1 kdistill bench gan-compression"]
-        if self.seeds != [0, 1, 2]:
-            parts.append("--seeds " + " ".join(map(str, self.seeds)))
-        if self.epochs != 6:
-            parts.append(f"--epochs {self.epochs}")
-        if self.classifier_epochs != 2:
-            parts.append(f"--classifier-epochs {self.classifier_epochs}")
-        if self.train_size != 10_000:
-            parts.append(f"--train-size {self.train_size}")
-        if self.datasets != list(DATASETS):
-            parts.append("--datasets " + " ".join(self.datasets))
-        if self.work_dir != Path("runs/bench-gan-compression"):
-            parts.append(f"--work-dir {self.work_dir}")
-        if self.output_dir != Path("docs/results/gan-compression"):
-            parts.append(f"--output-dir {self.output_dir}")
-        return " ".join(parts)
+        return bench_command_line(
+            "OMP_NUM_THREADS=1 kdistill bench gan-compression",
+            self,
+            {
+                "seeds": "seeds",
+                "epochs": "epochs",
+                "classifier_epochs": "classifier-epochs",
+                "train_size": "train-size",
+                "datasets": "datasets",
+                "work_dir": "work-dir",
+                "output_dir": "output-dir",
+            },
+        )
 
 
 def log(message: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from kdistill.config import RunConfig, parse_config
+from kdistill.studies.command import bench_command_line
 
 VARIANTS: dict[str, str] = {
     "student-alone": "Student alone (labels)",
@@ -50,28 +51,23 @@ class LanguageBenchSettings:
     def command_line(self) -> str:
         """The ``kdistill bench language`` invocation these settings come from (defaults left
         out)."""
-        parts = ["OMP_NUM_THREADS=1 kdistill bench language"]
-        defaults = LanguageBenchSettings()
-        if self.seeds != defaults.seeds:
-            parts.append("--seeds " + " ".join(map(str, self.seeds)))
-        if self.variants != defaults.variants:
-            parts.append("--variants " + " ".join(self.variants))
-        if not self.embedding:
-            parts.append("--no-embedding")
-        options = {
-            "part": "part",
-            "student_epochs": "student-epochs",
-            "teacher_epochs": "teacher-epochs",
-            "train_fraction": "train-fraction",
-            "lm_epochs": "lm-epochs",
-            "lm_train_fraction": "lm-train-fraction",
-            "work_dir": "work-dir",
-            "report_dir": "output-dir",
-        }
-        for name, flag in options.items():
-            if getattr(self, name) != getattr(defaults, name):
-                parts.append(f"--{flag} {getattr(self, name)}")
-        return " ".join(parts)
+        return bench_command_line(
+            "OMP_NUM_THREADS=1 kdistill bench language",
+            self,
+            {
+                "seeds": "seeds",
+                "variants": "variants",
+                "embedding": "no-embedding",
+                "part": "part",
+                "student_epochs": "student-epochs",
+                "teacher_epochs": "teacher-epochs",
+                "train_fraction": "train-fraction",
+                "lm_epochs": "lm-epochs",
+                "lm_train_fraction": "lm-train-fraction",
+                "work_dir": "work-dir",
+                "report_dir": "output-dir",
+            },
+        )
 
     def identity(self) -> dict[str, Any]:
         return {

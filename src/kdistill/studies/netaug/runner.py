@@ -21,6 +21,7 @@ import torch
 from kdistill.data import DataSet, load_dataset
 from kdistill.engine.checkpoint import load_model
 from kdistill.files import atomic_write_text, cache_dir
+from kdistill.studies.command import bench_command_line
 from kdistill.studies.netaug.plan import METHODS, MODELS, cell_config, teacher_config
 from kdistill.studies.netaug.report import render_report, summarise
 from kdistill.studies.self_online.report import machine
@@ -44,22 +45,19 @@ class NetAugBenchSettings:
     output_dir: Path = Path("docs/results/netaug")
 
     def command_line(self) -> str:
-        parts = ["OMP_NUM_THREADS=1 kdistill bench netaug"]
-        if self.seeds != [0, 1, 2]:
-            parts.append("--seeds " + " ".join(map(str, self.seeds)))
-        if self.epochs != 8:
-            parts.append(f"--epochs {self.epochs}")
-        if self.train_size != 10_000:
-            parts.append(f"--train-size {self.train_size}")
-        if self.datasets != list(DATASETS):
-            parts.append("--datasets " + " ".join(self.datasets))
-        if self.models != list(MODELS):
-            parts.append("--models " + " ".join(self.models))
-        if self.work_dir != Path("runs/bench-netaug"):
-            parts.append(f"--work-dir {self.work_dir}")
-        if self.output_dir != Path("docs/results/netaug"):
-            parts.append(f"--output-dir {self.output_dir}")
-        return " ".join(parts)
+        return bench_command_line(
+            "OMP_NUM_THREADS=1 kdistill bench netaug",
+            self,
+            {
+                "seeds": "seeds",
+                "epochs": "epochs",
+                "train_size": "train-size",
+                "datasets": "datasets",
+                "models": "models",
+                "work_dir": "work-dir",
+                "output_dir": "output-dir",
+            },
+        )
 
 
 def log(message: str) -> None:

@@ -31,6 +31,7 @@ from kdistill.config import RunConfig, config_digest
 from kdistill.data import DataSet, load_dataset
 from kdistill.engine.checkpoint import load_model
 from kdistill.files import atomic_write_text, cache_dir, run_once
+from kdistill.studies.command import bench_command_line
 from kdistill.studies.self_online.report import machine, render_tables, rows_for
 from kdistill.studies.self_online.suites import (
     SUBSET_SEED,
@@ -56,20 +57,18 @@ class SelfOnlineSettings:
 
     def command_line(self) -> str:
         """The command that reproduces these settings."""
-        parts = ["OMP_NUM_THREADS=1 kdistill bench self-online"]
-        if self.profile != "full":
-            parts.append(f"--profile {self.profile}")
-        if self.seeds != [0, 1, 2]:
-            parts.append("--seeds " + " ".join(map(str, self.seeds)))
-        if self.train_size != 10_000:
-            parts.append(f"--train-size {self.train_size}")
-        if self.datasets != list(SUITES):
-            parts.append("--datasets " + " ".join(self.datasets))
-        if self.work_dir != Path("runs/bench-self-online"):
-            parts.append(f"--work-dir {self.work_dir}")
-        if self.output_dir != Path("runs/bench-self-online/report"):
-            parts.append(f"--output-dir {self.output_dir}")
-        return " ".join(parts)
+        return bench_command_line(
+            "OMP_NUM_THREADS=1 kdistill bench self-online",
+            self,
+            {
+                "profile": "profile",
+                "seeds": "seeds",
+                "train_size": "train-size",
+                "datasets": "datasets",
+                "work_dir": "work-dir",
+                "output_dir": "output-dir",
+            },
+        )
 
 
 def log(message: str) -> None:
