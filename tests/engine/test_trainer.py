@@ -214,11 +214,11 @@ def test_channels_last_trains_the_same_cnn_and_resumes(tmp_path, mnist, monkeypa
     layouts = []
     real_build = trainer.build_optimizer
 
-    def note_layout_then_build(parameters, config):
-        parameters = list(parameters)
+    def note_layout_then_build(groups, config):
+        parameters = [p for group in groups for p in group.parameters]
         conv = [p for p in parameters if p.dim() == 4][-1]  # the first has 1 input channel
         layouts.append(conv.is_contiguous(memory_format=torch.channels_last))
-        return real_build(parameters, config)
+        return real_build(groups, config)
 
     monkeypatch.setattr(trainer, "build_optimizer", note_layout_then_build)
     weights = {}

@@ -4,6 +4,7 @@ section on another task, is refused in one line; a tiny run on real canvases tra
 loss and resumes to the same student and discriminator."""
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,17 @@ def test_a_holistic_section_needs_the_segmentation_task():
                 "distill": {**raw["distill"], "cache_teacher_logits": "always"},
             }
         )
+    with pytest.raises(KDistillError, match="discriminator_optimizer.betas needs train.optim"):
+        parse_config(
+            {
+                **raw,
+                "task": "segmentation",
+                "distill": {
+                    **raw["distill"],
+                    "holistic": {"discriminator_optimizer": {"betas": [0.5, 0.9]}},
+                },
+            }
+        )
     config = parse_config({**raw, "task": "segmentation"})
     holistic = config.distill.holistic
     assert (holistic.weight, holistic.gradient_penalty, holistic.loss) == (
@@ -130,7 +142,11 @@ def test_holistic_distillation_trains_and_resumes_to_the_same_weights(tmp_path, 
             "soft_target_weight": 0,
             "hard_target_weight": 1.0,
             "terms": [],  # the bench's "student + holistic" cell: no term reads the teacher
-            "holistic": {"discriminator": {"name": "seg-discriminator", "kwargs": {"channels": 4}}},
+            "holistic": {
+                "discriminator": {"name": "seg-discriminator", "kwargs": {"channels": 4}},
+                # WGAN-GP's critic settings: its own group of the one optimizer
+                "discriminator_optimizer": {"lr": 0.005, "betas": [0.5, 0.9]},
+            },
         }
     }
 
@@ -151,6 +167,14 @@ def test_holistic_distillation_trains_and_resumes_to_the_same_weights(tmp_path, 
     assert losses["gradient_penalty"] < 9.0 and losses["discriminator"] < 0
     first_epoch = whole.history[0]["train"]["loss"]
     assert losses["hard_targets"] < first_epoch["hard_targets"]  # the student learns too
+
+    # The critic's group steps at half the student's scheduled rate, with its own betas.
+    saved = json.loads((tmp_path / "whole" / "checkpoint.json").read_text())
+    default, critic = saved["optimizer"]["param_groups"]
+    assert (default["name"], critic["name"]) == ("default", "discriminator")
+    assert (default["lr"], critic["lr"]) == (0.01, 0.005)
+    assert (tuple(default["betas"]), tuple(critic["betas"])) == ((0.9, 0.999), (0.5, 0.9))
+    assert len(critic["params"]) == len(list(create_model("seg-discriminator").parameters()))
 
     distill(student(tmp_path / "split", 1), dataset=canvases)
     distill(student(tmp_path / "split", 2), dataset=canvases, resume=True)

@@ -15,6 +15,8 @@ from kdistill.config.sections import (
     ModelConfig,
     MutualConfig,
     NetAugConfig,
+    OptimizerConfig,
+    ParameterGroupConfig,
     TrainConfig,
     _Strict,
 )
@@ -29,6 +31,28 @@ def _check_gan(config: RunConfig, gan: GanConfig | None) -> None:
         )
     if gan is not None and config.task != "generation":
         raise ValueError("a gan section needs task: generation")
+    if gan is not None:
+        _check_group(gan.discriminator_optimizer, config.train.optimizer, "gan")
+
+
+def _check_group(
+    group: ParameterGroupConfig | None, optimizer: OptimizerConfig, section: str
+) -> None:
+    """A parameter group's keys must exist on the run's optimizer: betas are AdamW's,
+    momentum SGD's."""
+    key = f"{section}.discriminator_optimizer"
+    if group is None:
+        return
+    if group.betas is not None and optimizer.name != "adamw":
+        raise ValueError(
+            f"{key}.betas needs train.optimizer.name: adamw (it is {optimizer.name}): "
+            "remove betas or switch the optimizer"
+        )
+    if group.momentum is not None and optimizer.name != "sgd":
+        raise ValueError(
+            f"{key}.momentum needs train.optimizer.name: sgd (it is {optimizer.name}): "
+            "remove momentum or switch the optimizer"
+        )
 
 
 class RunConfig(_Strict):
@@ -82,6 +106,12 @@ class DistillRunConfig(RunConfig):
             raise ValueError(
                 "distill.holistic reads the live teacher's maps: set "
                 "distill.cache_teacher_logits to auto or never"
+            )
+        if self.distill.holistic is not None:
+            _check_group(
+                self.distill.holistic.discriminator_optimizer,
+                self.train.optimizer,
+                "distill.holistic",
             )
         return self
 

@@ -84,6 +84,20 @@ class OptimizerConfig(_Strict):
     default multi-tensor step (its rounding differs in the last bit), so off by default."""
 
 
+class ParameterGroupConfig(_Strict):
+    """Optimizer settings for one part of an objective (a GAN's discriminator), each replacing
+    the run's ``train.optimizer`` value for that part's parameters only; a key left out keeps
+    the run's. The schedule moves this part's ``lr`` in proportion to the run's (warm-up,
+    cosine), so ``lr`` is its peak."""
+
+    lr: float | None = Field(None, gt=0)
+    betas: tuple[float, float] | None = None
+    """AdamW only (``train.optimizer.name: adamw``)."""
+    weight_decay: float | None = Field(None, ge=0)
+    momentum: float | None = Field(None, ge=0, lt=1)
+    """SGD only."""
+
+
 class ScheduleConfig(_Strict):
     name: Literal["constant", "cosine", "step", "exponential"] = "cosine"
     warmup_epochs: float = Field(0.0, ge=0)
@@ -155,7 +169,8 @@ class HolisticConfig(_Strict):
     """Liu et al.'s holistic distillation (CVPR 2019, section 3.1, eq. 3), ``task:
     segmentation``: a conditional discriminator scores (segmentation map, image); the
     teacher's soft map is the real sample, the student's the fake, and the two play a
-    Wasserstein GAN with gradient penalty (Gulrajani et al. 2017) on the one optimizer."""
+    Wasserstein GAN with gradient penalty (Gulrajani et al. 2017) on the one optimizer
+    (the discriminator in its own parameter group when ``discriminator_optimizer`` is set)."""
 
     weight: float = Field(0.1, ge=0)
     """lambda of the student's adversarial loss ``-l_ho`` (the paper's 0.1)."""
@@ -167,6 +182,10 @@ class HolisticConfig(_Strict):
     )
     """Called as ``D(maps [B, classes, H, W], images) -> [B]``; ``seg-discriminator`` takes
     ``kwargs: {num_classes, in_channels, channels}``."""
+    discriminator_optimizer: ParameterGroupConfig | None = None
+    """The discriminator's own optimizer settings (WGAN-GP critics train at a small ``lr``
+    with Adam ``betas: [0.5, 0.9]``, Gulrajani et al. 2017, Algorithm 1); default: the
+    student's ``train.optimizer``."""
 
 
 class OnPolicyConfig(_Strict):
@@ -336,6 +355,9 @@ class GanConfig(_Strict):
     discriminator_init: str | None = None
     """A ``discriminator.safetensors`` to start from (the paper starts the student's
     discriminator from the teacher's); default: a fresh one."""
+    discriminator_optimizer: ParameterGroupConfig | None = None
+    """The discriminator's own optimizer settings; default: the generator's
+    ``train.optimizer``."""
     loss: Literal["non-saturating", "hinge"] = "non-saturating"
     adversarial_weight: float = Field(1.0, ge=0)
     """Weight of the generator's adversarial loss (GAN Compression's lambda_cGAN = 1)."""

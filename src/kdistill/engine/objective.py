@@ -8,7 +8,7 @@ reads (logits, for classification).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdistill.config import ParameterGroupConfig
 from kdistill.data import Batch
+from kdistill.engine.optim import ParameterGroup
 from kdistill.tasks import BatchSource
 
 
@@ -40,6 +42,24 @@ class Objective(nn.Module):
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         return (parameter for parameter in self.parameters() if parameter.requires_grad)
+
+    group_settings: Mapping[str, ParameterGroupConfig] = {}
+    """Submodule path -> optimizer settings of its parameters (a GAN's ``discriminator``)."""
+
+    def parameter_groups(self) -> list[ParameterGroup]:
+        """The trainable parameters as the optimizer's groups: those of each submodule named
+        in :attr:`group_settings` with its settings, and all others first, in one group on the
+        run's ``train.optimizer``."""
+        groups: list[ParameterGroup] = []
+        taken: set[int] = set()
+        for path, settings in self.group_settings.items():
+            parameters = [p for p in self.get_submodule(path).parameters() if p.requires_grad]
+            groups.append(ParameterGroup(path, parameters, settings))
+            taken.update(id(parameter) for parameter in parameters)
+        rest = [
+            parameter for parameter in self.trainable_parameters() if id(parameter) not in taken
+        ]
+        return [ParameterGroup("default", rest), *groups]
 
     def prepare(self, batch: Batch) -> None:
         """Run once on a first batch before the optimizer exists (materialises lazy adapters)."""

@@ -3,37 +3,72 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 
-from kdistill.config import OptimizerConfig, ScheduleConfig
+from kdistill.config import OptimizerConfig, ParameterGroupConfig, ScheduleConfig
+
+
+@dataclass(frozen=True)
+class ParameterGroup:
+    """Parameters the optimizer steps with their own settings (``settings`` replaces the run's
+    ``train.optimizer`` values it sets; ``None``: the run's own)."""
+
+    name: str
+    parameters: list[torch.nn.Parameter]
+    settings: ParameterGroupConfig | None = None
 
 
 def build_optimizer(
-    parameters: Iterable[torch.nn.Parameter], config: OptimizerConfig
+    parameters: Iterable[torch.nn.Parameter] | Sequence[ParameterGroup], config: OptimizerConfig
 ) -> torch.optim.Optimizer:
-    """SGD or AdamW. The step is the multi-tensor one (``foreach``), which gives the same
-    weights as torch's per-parameter loop, which is its CPU default, in fewer kernel calls;
-    ``config.fused`` takes the single fused kernel instead (last-bit differences)."""
-    parameters = [parameter for parameter in parameters if parameter.requires_grad]
-    implementation = {"fused": True} if config.fused else {"foreach": True}
+    """SGD or AdamW over ``parameters``, or over parameter groups each with its own settings.
+    The step is the multi-tensor one (``foreach``), which gives the same weights as torch's
+    per-parameter loop, which is its CPU default, in fewer kernel calls; ``config.fused``
+    takes the single fused kernel instead (last-bit differences).
+
+    Each group records ``lr_scale``, its ``lr`` over the run's, by which the engine scales the
+    scheduled learning rate for it (:func:`learning_rate_at` is linear in the base rate)."""
+    items = list(parameters)
+    groups: list[ParameterGroup] = [item for item in items if isinstance(item, ParameterGroup)]
+    if not groups:
+        groups = [ParameterGroup("default", cast(list[torch.nn.Parameter], items))]
+    implementation: dict[str, Any] = {"fused": True} if config.fused else {"foreach": True}
+    param_groups = [
+        _group_options(group, config) for group in groups if _trainable(group.parameters)
+    ]
     if config.name == "adamw":
-        return torch.optim.AdamW(
-            parameters,
-            lr=config.lr,
-            betas=config.betas,
-            weight_decay=config.weight_decay,
-            **implementation,
-        )
-    return torch.optim.SGD(
-        parameters,
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov and config.momentum > 0,
-        weight_decay=config.weight_decay,
-        **implementation,
+        return torch.optim.AdamW(param_groups, lr=config.lr, **implementation)
+    return torch.optim.SGD(param_groups, lr=config.lr, **implementation)
+
+
+def _trainable(parameters: Iterable[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
+    return [parameter for parameter in parameters if parameter.requires_grad]
+
+
+def _group_options(group: ParameterGroup, config: OptimizerConfig) -> dict[str, Any]:
+    settings = group.settings or ParameterGroupConfig()
+    lr = settings.lr if settings.lr is not None else config.lr
+    weight_decay = (
+        settings.weight_decay if settings.weight_decay is not None else config.weight_decay
     )
+    options: dict[str, Any] = {
+        "params": _trainable(group.parameters),
+        "name": group.name,
+        "lr": lr,
+        "lr_scale": lr / config.lr,
+        "weight_decay": weight_decay,
+    }
+    if config.name == "adamw":
+        options["betas"] = tuple(settings.betas if settings.betas is not None else config.betas)
+    else:
+        momentum = settings.momentum if settings.momentum is not None else config.momentum
+        options["momentum"] = momentum
+        options["nesterov"] = config.nesterov and momentum > 0
+    return options
 
 
 def learning_rate_at(

@@ -196,7 +196,7 @@ def _start(objective: Objective, data: TrainingData, settings: FitSettings) -> L
     objective.prepare(next(iter(loader)))
     if config.channels_last:  # after prepare: lazily built adapters convert too
         objective.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    optimizer = build_optimizer(objective.trainable_parameters(), config.optimizer)
+    optimizer = build_optimizer(objective.parameter_groups(), config.optimizer)
     # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
     scaler = torch.amp.GradScaler(
         device.type, enabled=config.mixed_precision == "fp16" and device.type == "cuda"
@@ -254,7 +254,7 @@ def _train_epoch(
             loop.step, loop.total_steps, len(loop.loader), config.optimizer.lr, config.schedule
         )
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate
+            group["lr"] = learning_rate * group.get("lr_scale", 1.0)
         with _autocast(loop.device, config.mixed_precision):
             output = loop.forward(batch) if loop.forward is not None else objective(batch)
         loss = cast(torch.Tensor, sum(output.losses.values()))

@@ -24,7 +24,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kdistill.config import DistillConfig, DistillRunConfig, GanConfig, RunConfig, TrainRunConfig
+from kdistill.config import (
+    DistillConfig,
+    DistillRunConfig,
+    GanConfig,
+    ParameterGroupConfig,
+    RunConfig,
+    TrainRunConfig,
+)
 from kdistill.data import Batch, DataSet, TrainingData, prepare_data
 from kdistill.engine import FitResult, FitSettings, fit, is_main_process
 from kdistill.engine.checkpoint import load_model, save_model
@@ -111,11 +118,14 @@ class GanObjective(Objective):
         discriminator: nn.Module,
         loss: str = "non-saturating",
         name: str = "model",
+        discriminator_optimizer: ParameterGroupConfig | None = None,
     ) -> None:
         super().__init__()
         self.generator = generator
         self.noise_size, _ = generator_sizes(generator)
         self.discriminator = discriminator
+        if discriminator_optimizer is not None:
+            self.group_settings = {"discriminator": discriminator_optimizer}
         self.loss = loss
         self.name = name
 
@@ -144,8 +154,11 @@ class GanDistiller(Distiller):
         discriminator: nn.Module,
         loss: str = "non-saturating",
         adversarial_weight: float = 1.0,
+        discriminator_optimizer: ParameterGroupConfig | None = None,
     ) -> None:
         super().__init__(student, teacher, terms)
+        if discriminator_optimizer is not None:
+            self.group_settings = {"discriminator": discriminator_optimizer}
         if len(teacher.members) != 1:
             raise KDistillError(
                 f"GAN distillation takes one teacher generator, got {len(teacher.members)}: "
@@ -266,10 +279,13 @@ def run_gan(
             discriminator,
             gan.loss,
             gan.adversarial_weight,
+            gan.discriminator_optimizer,
         )
     else:
         name = "model"
-        objective = GanObjective(generator, discriminator, gan.loss, name)
+        objective = GanObjective(
+            generator, discriminator, gan.loss, name, gan.discriminator_optimizer
+        )
     with claim_run_folder(
         config, resume=resume, overwrite=overwrite, may_raise=("train.epochs",)
     ) as run_dir:

@@ -15,7 +15,10 @@ gradient penalty (Gulrajani et al., NeurIPS 2017, eq. 3, weight 10) that keeps i
 Both players are trained by the engine's one optimizer and one backward pass, exactly as GAN
 Compression's (:func:`kdistill.methods.gan.adversarial_losses`): the discriminator's loss
 reads the maps detached and the student's reads the discriminator frozen, so each loss moves
-only its own player. The discriminator is part of the objective, so every checkpoint saves it
+only its own player. The discriminator may have its own optimizer settings
+(``distill.holistic.discriminator_optimizer``: a parameter group of the one optimizer), as
+WGAN-GP's critic is usually trained at a smaller learning rate with Adam betas (0.5, 0.9)
+(Gulrajani et al., Algorithm 1): on the student's lr 0.003 its gradient penalty diverges. The discriminator is part of the objective, so every checkpoint saves it
 and ``--resume`` restores it (and its optimizer moments).
 """
 
@@ -28,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdistill.config import DistillRunConfig, HolisticConfig
+from kdistill.config import DistillRunConfig, HolisticConfig, ParameterGroupConfig
 from kdistill.data import Batch, TrainingData
 from kdistill.engine.objective import ObjectiveOutput
 from kdistill.errors import KDistillError
@@ -62,6 +65,7 @@ class HolisticDistiller(Distiller):
         weight: float = 0.1,
         penalty_weight: float = 10.0,
         loss: str = "wasserstein",
+        discriminator_optimizer: ParameterGroupConfig | None = None,
         **distiller_options: Any,
     ) -> None:
         if distiller_options.get("cached_teacher_logits") is not None:
@@ -74,6 +78,8 @@ class HolisticDistiller(Distiller):
         self.weight = weight
         self.penalty_weight = penalty_weight
         self.loss = loss
+        if discriminator_optimizer is not None:
+            self.group_settings = {"discriminator": discriminator_optimizer}
         # The teacher's map is the real sample, whether or not a term reads its logits.
         self._reads_teacher_logits = True
 
@@ -145,4 +151,5 @@ def holistic_objective(
         weight=holistic.weight,
         penalty_weight=holistic.gradient_penalty,
         loss=holistic.loss,
+        discriminator_optimizer=holistic.discriminator_optimizer,
     )
