@@ -60,26 +60,37 @@ def test_report_tables_hold_the_measured_figures(tmp_path):
     assert (tmp_path / "results.json").is_file()
 
 
+def _lm_student(perplexities: list[float], kls: list[float], **extra) -> dict:
+    return {
+        "parameters": 1000,
+        "continuations": ["a", "b", "c"],
+        "seeds": {
+            str(seed): {"test": {"perplexity": p}, "kl_to_teacher": k, "seconds": 60.0}
+            for seed, (p, k) in enumerate(zip(perplexities, kls, strict=True))
+        },
+        **extra,
+    }
+
+
 def test_the_lm_report_says_how_the_gkd_student_trained(tmp_path):
     def latency(ms: float) -> dict:
         return {"ms_per_token": ms, "new_tokens": 16, "runs": 15}
 
     settings = LanguageBenchSettings(report_dir=tmp_path, part="lm")
-    record = {
+    teacher = {
         "parameters": 1000,
-        "test": {"perplexity": 321.0},
-        "kl_to_teacher": 1.5,
-        "seconds": 60.0,
+        "test": {"perplexity": 12.0},
         "continuations": ["a", "b", "c"],
+        "generation": latency(21.5),
     }
     results = {
         "settings": {**settings.identity(), "seeds": [0]},
         "machine": "x86_64, 1 thread",
         "lm": {
-            "teacher": {**record, "test": {"perplexity": 12.0}, "generation": latency(21.5)},
+            "teacher": teacher,
             "students": {
-                "lm-jsd": record,  # measured before the generation latency was
-                "lm-gkd": {**record, "kl_to_teacher": 1.25, "generation": latency(1.75)},
+                "lm-jsd": _lm_student([321.0], [1.5]),  # measured before the generation latency
+                "lm-gkd": _lm_student([321.0], [1.25], generation=latency(1.75)),
             },
         },
     }
@@ -102,38 +113,31 @@ def test_the_lm_report_says_how_the_gkd_student_trained(tmp_path):
     assert "GKD" not in (tmp_path / "README.md").read_text()
 
 
-def test_the_lm_report_compares_each_loss_with_the_student_alone(tmp_path):
-    settings = LanguageBenchSettings(report_dir=tmp_path, part="lm")
-
-    def student(perplexity: float, kl: float) -> dict:
-        return {
-            "parameters": 10,
-            "test": {"perplexity": perplexity},
-            "kl_to_teacher": kl,
-            "seconds": 1.0,
-            "continuations": ["a", "b", "c"],
-        }
-
+def test_the_lm_report_compares_each_loss_with_the_student_alone_by_seed(tmp_path):
+    settings = LanguageBenchSettings(report_dir=tmp_path, part="lm", lm_seeds=(0, 1, 2))
     results = {
         "settings": {**settings.identity(), "seeds": [0]},
         "machine": "x86_64, 1 thread",
         "lm": {
-            "teacher": student(60.0, 0.0),
+            "teacher": {"parameters": 9, "test": {"perplexity": 60.0}, "continuations": "abc"},
             "students": {
-                "lm-ce": student(750.0, 4.2),
-                "lm-forward-kl": student(749.0, 3.1),
-                "lm-reverse-kl": student(2700.0, 4.4),
-                "lm-jsd": student(750.0, 4.0),  # a tie is not lower
+                "lm-ce": _lm_student([750.0, 760.0, 770.0], [4.2, 4.3, 4.4]),
+                "lm-forward-kl": _lm_student([749.0, 750.0, 780.0], [3.1, 3.3, 3.2]),
+                "lm-reverse-kl": _lm_student([2700.0, 2800.0, 2900.0], [4.4, 4.5, 4.6]),
             },
         },
     }
     write_report(results, settings)
     text = (tmp_path / "README.md").read_text()
+    assert "--lm-seeds 0 1 2" in text
+    assert "seeds 0, 1, 2; figures are last-epoch, mean ± std over the seeds" in text
+    # mean and sample std of (749, 750, 780) and (3.1, 3.3, 3.2), by hand
+    assert "| Forward KL | 1,000 | 759.7 ± 17.6 | 3.200 ± 0.100 | - | 60 |" in text
+    assert "## What each loss did here (3 seeds)" in text
+    assert "(perplexity 760.0 ± 10.0, KL 4.300 ± 0.100)" in text
+    # differences (-1, -10, +10) and (-1.1, -1.0, -1.2)
     assert (
-        "- Lower test perplexity than the student alone (750.0): Forward KL; not lower: "
-        "Reverse KL, JSD(0.5)." in text
+        "- Forward KL: perplexity -0.3 ± 10.0 (lower on 2 of 3 seeds); KL to the teacher "
+        "-1.100 ± 0.100 (lower on 3 of 3 seeds)." in text
     )
-    assert (
-        "- Closer to the teacher (KL below the student alone's 4.200): Forward KL, JSD(0.5); "
-        "not closer: Reverse KL." in text
-    )
+    assert "lower on 0 of 3 seeds); KL to the teacher +0.200 ± 0.000 (lower on 0 of 3" in text

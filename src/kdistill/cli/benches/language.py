@@ -40,6 +40,9 @@ def add(benches: argparse._SubParsersAction) -> None:
     )
     language.add_argument("--lm-epochs", type=int, default=6)
     language.add_argument(
+        "--lm-seeds", type=int, nargs="+", default=[0], help="seeds of the causal-LM students"
+    )
+    language.add_argument(
         "--lm-train-fraction", type=float, default=0.3, help="share of articles the LMs see"
     )
     add_folders(
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
             report_dir=args.output_dir,
             part=args.part,
             lm_epochs=args.lm_epochs,
+            lm_seeds=tuple(args.lm_seeds),
             lm_train_fraction=args.lm_train_fraction,
         )
     )

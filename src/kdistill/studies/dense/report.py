@@ -113,7 +113,10 @@ def render_report(report: dict[str, Any]) -> str:
         "(`distill.holistic`, weight 0.1): a conditional discriminator (`seg-discriminator`: "
         "five convolutions, two self-attention blocks) scores (soft segmentation map, image), "
         "the teacher's map real and the student's fake, Wasserstein loss with gradient penalty "
-        "10 (WGAN-GP), trained by the same optimizer in the same step as the student."
+        "10 (WGAN-GP), trained in the same step as the student, in its own group of the "
+        "one optimizer: Adam lr 1e-4, betas (0.5, 0.9), WGAN-GP's critic settings "
+        "(`distill.holistic.discriminator_optimizer`); the short-budget report's holistic "
+        "cells trained the critic on the student's lr 0.003 and collapsed."
         + (
             ""
             if "holistic" in rows

