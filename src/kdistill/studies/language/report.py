@@ -78,10 +78,12 @@ def _verdicts(rows: list[dict[str, Any]]) -> list[str]:
 def write_report(results: dict[str, Any], settings: LanguageBenchSettings) -> None:
     folder = settings.report_dir
     atomic_write_text(folder / "results.json", json.dumps(results, indent=2) + "\n")
-    lines = _encoder_lines(results) if "teacher" in results else []
+    body = _encoder_lines(results) if "teacher" in results else []
     if "lm" in results:
-        lines += _lm_lines(results)
-    lines[2:2] = [f"Command: `{settings.command_line()}`", ""]  # after the first title
+        body += _lm_lines(results)
+    # The Command line goes under the report's title: the first half's first line.
+    title, *rest = body
+    lines = [title, "", f"Command: `{settings.command_line()}`", *rest]
     atomic_write_text(folder / "README.md", "\n".join(lines))
 
 
