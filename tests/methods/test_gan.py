@@ -49,6 +49,30 @@ def test_each_players_loss_reaches_only_its_own_parameters():
     assert outputs.real_scores.shape == (3,) and not outputs.fake_scores.requires_grad
 
 
+def test_a_discriminator_can_have_its_own_optimizer_settings():
+    from kdistill.config import ParameterGroupConfig
+    from kdistill.errors import KDistillError
+    from kdistill.methods.gan import GanObjective
+
+    generator, discriminator = ConditionalGenerator(channels=2), ConditionalDiscriminator(2)
+    settings = ParameterGroupConfig(lr=1e-4, betas=(0.5, 0.9))
+    objective = GanObjective(generator, discriminator, discriminator_optimizer=settings)
+    default, critic = objective.parameter_groups()
+    assert default.parameters == list(generator.parameters())
+    assert (critic.name, critic.parameters, critic.settings) == (
+        "discriminator",
+        list(discriminator.parameters()),
+        settings,
+    )
+    raw = {
+        "task": "generation",
+        "train": {"optimizer": {"name": "adamw"}},
+        "gan": {"classifier": "c.safetensors", "discriminator_optimizer": {"momentum": 0.5}},
+    }
+    with pytest.raises(KDistillError, match="gan.discriminator_optimizer.momentum needs train"):
+        parse_config(raw)
+
+
 @pytest.fixture(scope="module")
 def classifier(mnist, tmp_path_factory):
     """A small kdistill CNN on 3,000 real MNIST images: the feature space of the metrics."""
