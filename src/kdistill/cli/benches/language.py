@@ -40,7 +40,7 @@ def add(benches: argparse._SubParsersAction) -> None:
     )
     language.add_argument("--lm-epochs", type=int, default=6)
     language.add_argument(
-        "--lm-seeds", type=int, nargs="+", default=[0], help="seeds of the causal-LM students"
+        "--lm-seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the causal-LM students"
     )
     language.add_argument(
         "--lm-train-fraction", type=float, default=0.3, help="share of articles the LMs see"

@@ -45,7 +45,7 @@ class LanguageBenchSettings:
     part: str = "all"
     """``encoder``, ``lm`` or ``all``."""
     lm_epochs: int = 6
-    lm_seeds: tuple[int, ...] = (0,)
+    lm_seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds of the causal-LM students (each ~10-20 min per variant on one CPU core)."""
     lm_train_fraction: float = 0.3
     """Share of the training articles the causal-LM students see (the teacher is slow)."""
