@@ -34,12 +34,7 @@ def _weights_after_steps(optimizer_config, reference_kwargs=None, steps=15):
     else:  # torch's own per-parameter loop, the CPU default
         cls = torch.optim.AdamW if optimizer_config.name == "adamw" else torch.optim.SGD
         optimizer = cls(model.parameters(), foreach=False, **reference_kwargs)
-    generator = torch.Generator().manual_seed(1)
-    for _ in range(steps):
-        for parameter in model.parameters():
-            parameter.grad = torch.randn(parameter.shape, generator=generator)
-        optimizer.step()
-    return torch.cat([p.detach().flatten() for p in model.parameters()])
+    return _step(model, optimizer, steps)
 
 
 def test_multi_tensor_step_gives_the_per_parameter_loops_weights_bit_for_bit():
@@ -69,6 +64,7 @@ def _two_part_model():
 
 
 def _step(model, optimizer, steps=10):
+    """``steps`` optimizer steps on seeded random gradients; the weights, flat."""
     generator = torch.Generator().manual_seed(1)
     for _ in range(steps):
         for parameter in model.parameters():

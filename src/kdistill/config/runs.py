@@ -40,9 +40,9 @@ def _check_group(
 ) -> None:
     """A parameter group's keys must exist on the run's optimizer: betas are AdamW's,
     momentum SGD's."""
-    key = f"{section}.discriminator_optimizer"
     if group is None:
         return
+    key = f"{section}.discriminator_optimizer"
     if group.betas is not None and optimizer.name != "adamw":
         raise ValueError(
             f"{key}.betas needs train.optimizer.name: adamw (it is {optimizer.name}): "

@@ -37,16 +37,11 @@ def build_optimizer(
     if not groups:
         groups = [ParameterGroup("default", cast(list[torch.nn.Parameter], items))]
     implementation: dict[str, Any] = {"fused": True} if config.fused else {"foreach": True}
-    param_groups = [
-        _group_options(group, config) for group in groups if _trainable(group.parameters)
-    ]
+    options = (_group_options(group, config) for group in groups)
+    param_groups = [group for group in options if group["params"]]  # none left: leave it out
     if config.name == "adamw":
         return torch.optim.AdamW(param_groups, lr=config.lr, **implementation)
     return torch.optim.SGD(param_groups, lr=config.lr, **implementation)
-
-
-def _trainable(parameters: Iterable[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
-    return [parameter for parameter in parameters if parameter.requires_grad]
 
 
 def _group_options(group: ParameterGroup, config: OptimizerConfig) -> dict[str, Any]:
@@ -56,7 +51,7 @@ def _group_options(group: ParameterGroup, config: OptimizerConfig) -> dict[str, 
         settings.weight_decay if settings.weight_decay is not None else config.weight_decay
     )
     options: dict[str, Any] = {
-        "params": _trainable(group.parameters),
+        "params": [parameter for parameter in group.parameters if parameter.requires_grad],
         "name": group.name,
         "lr": lr,
         "lr_scale": lr / config.lr,

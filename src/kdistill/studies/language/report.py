@@ -14,12 +14,17 @@ __all__ = ["summarise", "write_report"]
 
 
 def _spread(values: list[float]) -> str:
-    if not values:
-        return "-"
-    mean = 100 * statistics.fmean(values)
+    """Fractions as percentages, mean ± sample std."""
+    return _mean_std(values, 2, scale=100) if values else "-"
+
+
+def _mean_std(values: list[float], digits: int, signed: bool = False, scale: float = 1.0) -> str:
+    """``mean ± std`` (sample std; the mean alone for one value), ``signed`` with its sign."""
+    mean = scale * statistics.fmean(values)
+    text = f"{mean:+.{digits}f}" if signed else f"{mean:.{digits}f}"
     if len(values) == 1:
-        return f"{mean:.2f}"
-    return f"{mean:.2f} ± {100 * statistics.stdev(values):.2f}"
+        return text
+    return f"{text} ± {scale * statistics.stdev(values):.{digits}f}"
 
 
 def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -144,13 +149,6 @@ def _lm_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _mean_std(values: list[float], digits: int) -> str:
-    mean = statistics.fmean(values)
-    if len(values) == 1:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
 def _lm_verdicts(students: dict[str, Any], labels: dict[str, str]) -> list[str]:
     """Each distillation loss against the student alone (next-token CE) on the two measures
     of the table, paired by seed (the same initial student, data and batch order): the mean
@@ -172,14 +170,13 @@ def _lm_verdicts(students: dict[str, Any], labels: dict[str, str]) -> list[str]:
             differences = [key(record["seeds"][seed]) - key(base[seed]) for seed in seeds]
             lower = sum(difference < 0 for difference in differences)
             parts.append(
-                f"{name} {_signed(differences, digits)} (lower on {lower} of {len(seeds)} "
+                f"{name} {_mean_std(differences, digits, signed=True)} (lower on {lower} of {len(seeds)} "
                 f"seed{'s' if len(seeds) > 1 else ''})"
             )
         return f"- {labels.get(variant, variant)}: " + "; ".join(parts) + "."
 
-    alone = baseline["seeds"]
-    perplexity = _mean_std([run["test"]["perplexity"] for run in alone.values()], 1)
-    kl = _mean_std([run["kl_to_teacher"] for run in alone.values()], 3)
+    perplexity = _mean_std([run["test"]["perplexity"] for run in base.values()], 1)
+    kl = _mean_std([run["kl_to_teacher"] for run in base.values()], 3)
     return [
         "",
         f"## What each loss did here ({n_seeds} seed{'s' if n_seeds > 1 else ''})",
@@ -201,13 +198,6 @@ def _lm_verdicts(students: dict[str, Any], labels: dict[str, str]) -> list[str]:
         + "The students share one architecture, so their CPU ms per token differ only by "
         "the load on the shared machine while each was timed.",
     ]
-
-
-def _signed(values: list[float], digits: int) -> str:
-    mean = statistics.fmean(values)
-    if len(values) == 1:
-        return f"{mean:+.{digits}f}"
-    return f"{mean:+.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def _latency_note(teacher: dict[str, Any]) -> list[str]:
