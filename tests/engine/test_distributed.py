@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 
 from kdistill.engine.checkpoint import load_state_dict, load_tensors
+from kdistill.engine.distributed import leave_process_group
 from tests.conftest import write_mnist_npz
 
 TOLERANCE = 1e-5
@@ -51,7 +53,8 @@ def _kdistill(args: list[str], tmp_path: Path, processes: int = 1) -> subprocess
 
 def _finish(process: subprocess.Popen) -> str:
     output, _ = process.communicate(timeout=300)
-    assert process.returncode == 0, output[-2000:]
+    # 6,000 characters: the failing rank's own lines come before torchrun's long summary
+    assert process.returncode == 0, output[-6000:]
     return output
 
 
@@ -135,3 +138,16 @@ def test_a_killed_two_process_run_resumes_to_the_same_weights_with_two_or_one(se
                 assert torch.equal(resumed[key], tensor), key
             else:  # one process takes over: the same data and steps, other float rounding
                 torch.testing.assert_close(resumed[key], tensor, atol=TOLERANCE, rtol=0)
+
+
+def test_leaving_tears_the_process_group_down(tmp_path):
+    """A finished process leaves the group itself: gloo's threads must not outlive the
+    interpreter (a run that finished would otherwise abort at exit and torchrun call it
+    failed). Alone, leaving does nothing."""
+    leave_process_group(finished=True)  # no group: nothing to do, no error
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    assert dist.is_initialized()
+    leave_process_group(finished=True)
+    assert not dist.is_initialized()

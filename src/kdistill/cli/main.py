@@ -328,11 +328,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verb is None:
         parser.print_help()
         return 1
+    from kdistill.engine.distributed import leave_process_group
     from kdistill.engine.interrupt import handle_sigterm
 
+    finished = False
     try:
         with handle_sigterm():
-            return _run(args)
+            status = _run(args)
+        finished = True
+        return status
     except KDistillError as error:
         print(f"kdistill: error: {error}", file=sys.stderr)
         return 2
@@ -349,6 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        leave_process_group(finished)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,14 @@ import torch.distributed as dist
 
 from kdistill.errors import KDistillError
 
-__all__ = ["Processes", "is_main_process", "processes", "under_torchrun", "wait_for_main"]
+__all__ = [
+    "Processes",
+    "is_main_process",
+    "leave_process_group",
+    "processes",
+    "under_torchrun",
+    "wait_for_main",
+]
 
 
 @dataclass(frozen=True)
@@ -104,3 +111,19 @@ def wait_for_main() -> None:
     next); nothing when alone or before the process group started."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def leave_process_group(finished: bool) -> None:
+    """Tear the process group down while the interpreter is still whole; nothing when alone.
+
+    A process that exits with the group still up leaves gloo's worker threads holding tensors
+    that interpreter shutdown then frees without the GIL, and the process aborts (SIGABRT)
+    after the run has finished: torchrun reports the whole run failed. ``finished`` runs wait
+    for the others first, so no process leaves while another is still in a collective; a
+    failed one leaves at once (the others may never reach a barrier; torchrun stops them).
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if finished:
+        dist.barrier()
+    dist.destroy_process_group()
