@@ -132,3 +132,60 @@ def test_an_unknown_segmentation_cell_is_refused_before_anything_trains(tmp_path
         "--seg-methods student holistic"
         in DenseBenchSettings(seg_methods=["student", "holistic"]).command_line()
     )
+
+
+def test_a_wider_detection_student_widens_every_cell_and_leaves_width_one_as_shipped():
+    from kdistill.studies.dense.plan import DET_METHODS, det_cell_config
+
+    teacher = Path("t/model.safetensors")
+    for method in DET_METHODS:
+        shipped = det_cell_config(method, 0, 2, 0.5, teacher)
+        wider = det_cell_config(method, 0, 2, 0.5, teacher, student_width=2)
+        assert shipped.model.kwargs["channels"] == [4, 8, 16, 32]
+        assert shipped.model.kwargs["decoder_channels"] == 16
+        assert wider.model.kwargs["channels"] == [8, 16, 32, 64]
+        assert wider.model.kwargs["decoder_channels"] == 32
+        assert wider.model.kwargs["num_classes"] == 20
+        assert wider.model_copy(update={"model": shipped.model}) == shipped
+
+
+def test_the_detection_report_pairs_gains_by_seed_and_names_the_students_width():
+    from kdistill.studies.dense.detection import render_detection, report_stem
+
+    prof = {"parameters": 1000, "macs": 2e6, "latency_batch_1_ms": 1.0,
+            "latency_batch_100_ms": 10.0}  # fmt: skip
+    cells = {
+        "student": [{"map": 0.03, "map_50": 0.06, "seconds": 10}, {"map": 0.05, "map_50": 0.08, "seconds": 12}],
+        "soft": [{"map": 0.04, "map_50": 0.07, "seconds": 20}, {"map": 0.06, "map_50": 0.09, "seconds": 22}],
+    }  # fmt: skip
+    report = {
+        "command": "OMP_NUM_THREADS=1 kdistill bench dense --det-student-width 2",
+        "machine": "test",
+        "rule": "rule",
+        "teacher": {"map": 0.3, "map_50": 0.5, "profile": prof},
+        "student_width": 2,
+        "student_model": {"channels": [8, 16, 32, 64], "decoder_channels": 32},
+        "teacher_model": {"channels": [16, 32, 64, 128], "decoder_channels": 64},
+        "student_profile": prof,
+        "cells": cells,
+    }
+    text = render_detection(report)
+    # alone 3.00 and 5.00, soft 4.00 and 6.00: +1.00 on both seeds, no spread
+    assert (
+        "| student + soft targets (w0 = 1.5) | 5.00 ± 1.41 | 8.00 ± 1.41 | 1.00 ± 0.00 | 21 |"
+        in text
+    )
+    assert "channels [8, 16, 32, 64], decoder 32 (`--det-student-width 2`" in text
+    assert "(detection-width-2.png)" in text
+    assert report_stem(1) == "detection" and report_stem(3) == "detection-width-3"
+
+
+def test_a_detection_student_narrower_than_one_is_refused_before_anything_trains(tmp_path):
+    from kdistill.errors import KDistillError
+    from kdistill.studies.dense.runner import DenseBenchSettings, run_dense_benchmark
+
+    settings = DenseBenchSettings(tasks=["detection"], det_student_width=0, work_dir=tmp_path)
+    with pytest.raises(KDistillError, match="--det-student-width 0: give a whole number"):
+        run_dense_benchmark(settings)
+    assert not any(tmp_path.iterdir())
+    assert "--det-student-width 2" in DenseBenchSettings(det_student_width=2).command_line()

@@ -38,6 +38,13 @@ def add(benches: argparse._SubParsersAction) -> None:
         help="segmentation cells to train (default: all of student pixel pairwise holistic all "
         "full; student is always trained)",
     )
+    dense.add_argument(
+        "--det-student-width",
+        type=int,
+        default=1,
+        help="the detection student's channels times this (default 1: 4-8-16-32, 27k "
+        "parameters; 2: 105k); reports other than 1 go to detection-width-N.md",
+    )
     add_folders(
         dense, "runs/bench-dense", "docs/results/dense", "results.json, README.md and pictures"
     )
@@ -55,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
             train_fraction=args.train_fraction,
             student_lr=args.student_lr,
             **({"seg_methods": args.seg_methods} if args.seg_methods else {}),
+            det_student_width=args.det_student_width,
             work_dir=args.work_dir,
             output_dir=args.output_dir,
         )

@@ -20,6 +20,7 @@ import torch
 
 from kdistill.data import load_dataset
 from kdistill.engine.checkpoint import load_model
+from kdistill.errors import KDistillError
 from kdistill.files import atomic_write_bytes, atomic_write_text, cache_dir
 from kdistill.studies.dense.plan import DET_LABELS, DET_METHODS, det_cell_config, det_teacher_config
 from kdistill.studies.dense.runner import DenseBenchSettings, log, profile
@@ -41,7 +42,19 @@ def _cell(stage: Any) -> dict[str, Any]:
     }
 
 
+def report_stem(student_width: int) -> str:
+    """``detection`` for the shipped student; ``detection-width-N`` for one N times wider, so
+    the reports of several students sit side by side."""
+    return "detection" if student_width == 1 else f"detection-width-{student_width}"
+
+
 def run_detection(settings: DenseBenchSettings, started: float) -> dict[str, Any]:
+    width = settings.det_student_width
+    if width < 1:
+        raise KDistillError(
+            f"--det-student-width {width}: give a whole number of at least 1 (the student's "
+            "channels times it)"
+        )
     dataset = load_dataset("canvases-det", cache_dir=cache_dir())
     folder = settings.work_dir / "detection"
     teacher_config = det_teacher_config(settings.teacher_epochs, settings.train_fraction)
@@ -54,8 +67,9 @@ def run_detection(settings: DenseBenchSettings, started: float) -> dict[str, Any
     for seed in settings.seeds:
         for method in DET_METHODS:
             config = det_cell_config(
-                method, seed, settings.epochs, settings.train_fraction, teacher_path
+                method, seed, settings.epochs, settings.train_fraction, teacher_path, width
             )
+            student_model = config.model.kwargs  # every cell's student has the same kwargs
             stage = run_stage(f"det-{method}", config, folder / f"seed-{seed}", dataset)
             cells[method].append(_cell(stage))
             paths.setdefault(method, stage.model_path())
@@ -75,6 +89,11 @@ def run_detection(settings: DenseBenchSettings, started: float) -> dict[str, Any
                 f"{len(dataset.train)} training canvases; {len(cells['student'])} seed(s)"
             ),
             "teacher": {**_cell(teacher_stage), "profile": profile(teacher, example)},
+            "student_width": width,
+            "student_model": {key: student_model[key] for key in ("channels", "decoder_channels")},
+            "teacher_model": {
+                key: teacher_config.model.kwargs[key] for key in ("channels", "decoder_channels")
+            },
             "student_profile": profile(student, example),
             "cells": cells,
         }
@@ -83,10 +102,11 @@ def run_detection(settings: DenseBenchSettings, started: float) -> dict[str, Any
         shown = {"teacher": teacher, "student alone": student}
         if "all" in paths:
             shown["student + all three"], _ = load_model(paths["all"])
-        _draw(output / "detection.png", test.inputs[:6], test.labels[:6], shown)
-        atomic_write_text(output / "detection.json", json.dumps(report, indent=2) + "\n")
-        atomic_write_text(output / "detection.md", render_detection(report))
-        log(f"wrote {output / 'detection.md'} ({len(cells['student'])} seed(s))")
+        stem = report_stem(width)
+        _draw(output / f"{stem}.png", test.inputs[:6], test.labels[:6], shown)
+        atomic_write_text(output / f"{stem}.json", json.dumps(report, indent=2) + "\n")
+        atomic_write_text(output / f"{stem}.md", render_detection(report))
+        log(f"wrote {output / stem}.md ({len(cells['student'])} seed(s))")
     return report
 
 
@@ -97,6 +117,9 @@ def _pm(values: list[float]) -> str:
 
 def render_detection(report: dict[str, Any]) -> str:
     teacher = report["teacher"]
+    width = report.get("student_width", 1)
+    stem = report_stem(width)
+    student, teacher_model = report["student_model"], report["teacher_model"]
     alone = [100 * run["map"] for run in report["cells"]["student"]]
     lines = [
         "# Distillation for object detection on glyph canvases (Chen et al. 2017)",
@@ -110,6 +133,15 @@ def render_detection(report: dict[str, Any]) -> str:
         "`detection_soft_targets` (weight 0.5, w0 = 1.5, T = 1), `bounded_regression` "
         "(weight 0.5, m = 0), `fitnet` hint on `backbone.decode4` through a 1x1 adapter "
         "(weight 1, mean); every student also has its ground-truth loss.",
+        f"- Student: `detnet` channels {student['channels']}, decoder "
+        f"{student['decoder_channels']} "
+        + (
+            "(the shipped `configs/dense/det-student.yaml`)"
+            if width == 1
+            else f"(`--det-student-width {width}`: the shipped student's channels times {width})"
+        )
+        + f"; teacher channels {teacher_model['channels']}, decoder "
+        f"{teacher_model['decoder_channels']}.",
         "",
         "| model | parameters | MACs / canvas | CPU latency batch 1 (ms) | batch 100 (ms) |",
         "|---|---:|---:|---:|---:|",
@@ -145,7 +177,7 @@ def render_detection(report: dict[str, Any]) -> str:
         "`s / run` is each unit's wall time on the shared machine, which other jobs used at "
         "the same time.",
         "",
-        "![test canvases: ground truth, teacher, student alone, distilled student](detection.png)",
+        f"![test canvases: ground truth, teacher, student alone, distilled student]({stem}.png)",
         "",
         f"Pictures: the first six test canvases; each model's best detections (at most 5) "
         f"scoring at least {MIN_SHOWN_SCORE}, labelled class:score (seed 0's students).",

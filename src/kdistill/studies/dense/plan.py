@@ -105,15 +105,31 @@ def det_teacher_config(epochs: int, fraction: float) -> RunConfig:
     return parse_config(_settle(_raw("det-teacher.yaml"), 0, epochs, fraction))
 
 
+def _widen(raw: dict[str, Any], width: int) -> dict[str, Any]:
+    """The student's channels (encoder and decoder) times ``width``; 1 leaves the config (and
+    its digest) as it is."""
+    if width == 1:
+        return raw
+    kwargs = raw["model"]["kwargs"]
+    wider = dict(
+        kwargs,
+        channels=[width * channels for channels in kwargs["channels"]],
+        decoder_channels=width * kwargs["decoder_channels"],
+    )
+    return dict(raw, model=dict(raw["model"], kwargs=wider))
+
+
 def det_cell_config(
-    method: str, seed: int, epochs: int, fraction: float, teacher: Path
+    method: str, seed: int, epochs: int, fraction: float, teacher: Path, student_width: int = 1
 ) -> RunConfig:
-    """One detection student cell: ``method`` of :data:`DET_METHODS` with ``seed``."""
+    """One detection student cell: ``method`` of :data:`DET_METHODS` with ``seed``, the
+    student's channels ``student_width`` times those of its config."""
     if method == "student":
-        return parse_config(_settle(_raw("det-student.yaml"), seed, epochs, fraction))
+        raw = _settle(_raw("det-student.yaml"), seed, epochs, fraction)
+        return parse_config(_widen(raw, student_width))
     if method not in _DET_TERMS:
         raise ValueError(f"unknown method {method!r}")
-    raw = _settle(_raw("det-distill.yaml"), seed, epochs, fraction)
+    raw = _widen(_settle(_raw("det-distill.yaml"), seed, epochs, fraction), student_width)
     keep = ("detection_targets", *_DET_TERMS[method])
     raw["distill"] = dict(
         raw["distill"],

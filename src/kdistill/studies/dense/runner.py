@@ -50,6 +50,8 @@ class DenseBenchSettings:
     """The students' learning rate instead of their configs' (segmentation)."""
     seg_methods: list[str] = field(default_factory=lambda: list(SEG_METHODS))
     """Which segmentation cells to train (``student`` always is: the gains are paired to it)."""
+    det_student_width: int = 1
+    """The detection student's channels times this (1: the shipped 27k-parameter student)."""
     work_dir: Path = Path("runs/bench-dense")
     output_dir: Path = Path("docs/results/dense")
 
@@ -61,6 +63,7 @@ class DenseBenchSettings:
                 "seeds": "seeds",
                 "tasks": "tasks",
                 "seg_methods": "seg-methods",
+                "det_student_width": "det-student-width",
                 "teacher_epochs": "teacher-epochs",
                 "epochs": "epochs",
                 "train_fraction": "train-fraction",
