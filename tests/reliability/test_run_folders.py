@@ -3,7 +3,6 @@
 
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -123,9 +122,7 @@ def test_raising_epochs_on_resume_continues_the_run_and_says_what_the_schedule_m
     run = tmp_path / "run"
     methods.train(config(train_config(run, epochs=1)), dataset=tiny)
     capsys.readouterr()
-    started = time.perf_counter()
     result = methods.train(config(train_config(run, epochs=2)), resume=True, dataset=tiny)
-    assert time.perf_counter() - started < 30
     assert epochs_logged(run) == [1, 2] and len(result.history) == 2
     err = capsys.readouterr().err
     assert "resuming at epoch 2" in err
