@@ -39,6 +39,7 @@ class Deployable(nn.Module):
             "mean", encoding.mean if encoding.mean is not None else torch.zeros(())
         )
         self.register_buffer("std", encoding.std if encoding.std is not None else torch.ones(()))
+        self.eval()  # an inference wrapper: exporters trace eval-mode graphs (and warn otherwise)
 
     def forward(self, stored: torch.Tensor) -> torch.Tensor:
         values = stored / self.divisor if self.divisor != 1.0 else stored
