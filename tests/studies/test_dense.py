@@ -95,6 +95,14 @@ def test_report_and_pictures_render(tmp_path):
     assert "WGAN-GP" in text and "No holistic cell" not in text
     without = {method: runs for method, runs in cells.items() if method not in ("holistic", "full")}
     assert "No holistic cell is in this table" in render_report({**report, "cells": without})
+    assert "detection" not in text  # no detection report written beside it
+    linked = render_report(
+        {**report, "detection_reports": ["detection-width-2.md", "detection.md"]}
+    )
+    assert (
+        "is in [detection.md](detection.md), [detection-width-2.md](detection-width-2.md) "
+        "(a student 2x wider) beside this file." in linked
+    )
     masks = torch.zeros(2, 8, 8, dtype=torch.long)
     draw_predictions(
         tmp_path / "p.png", torch.zeros(2, 1, 8, 8, dtype=torch.uint8), masks, {"teacher": masks}

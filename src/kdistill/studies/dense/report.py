@@ -88,6 +88,23 @@ def _profile_row(name: str, profile: dict[str, Any]) -> str:
     )
 
 
+def _detection_links(names: list[str]) -> list[str]:
+    """A line linking the detection reports written beside this one (``detection.md`` for the
+    shipped student, ``detection-width-N.md`` for one N times wider)."""
+    if not names:
+        return []
+    links = [
+        f"[{name}]({name})"
+        + (f" (a student {name[len('detection-width-') : -3]}x wider)" if "width" in name else "")
+        for name in sorted(names, key=lambda name: (name != "detection.md", name))
+    ]
+    return [
+        "The detection half (Chen et al. 2017; `--tasks detection`) is in "
+        f"{', '.join(links)} beside this file.",
+        "",
+    ]
+
+
 def render_report(report: dict[str, Any]) -> str:
     rows = summarise(report["cells"])
     teacher = report["teacher"]
@@ -168,15 +185,7 @@ def render_report(report: dict[str, Any]) -> str:
         "- Verdicts are for these tiny runs (few epochs, a few thousand 64 x 64 canvases, "
         f"{len(report['seeds'])} seed(s)); they say nothing about the paper's Cityscapes setting.",
         "",
-        *(
-            [
-                "The detection half (Chen et al. 2017; `--tasks detection`) is in "
-                "[detection.md](detection.md) beside this file.",
-                "",
-            ]
-            if report.get("detection_report")
-            else []
-        ),
+        *_detection_links(report.get("detection_reports", [])),
         "## Pictures",
         "",
         "![test canvases: input, ground truth, teacher, student alone, distilled student]"

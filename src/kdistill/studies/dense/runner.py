@@ -206,7 +206,7 @@ def _write(
     }
     output = settings.output_dir
     output.mkdir(parents=True, exist_ok=True)
-    report["detection_report"] = (output / "detection.md").exists()
+    report["detection_reports"] = sorted(path.name for path in output.glob("detection*.md"))
     shown = {"teacher": teacher}
     for method in ("student", "all", "full"):
         if method in paths:
