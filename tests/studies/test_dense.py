@@ -180,11 +180,12 @@ def test_the_detection_report_pairs_gains_by_seed_and_names_the_students_width()
     text = render_detection(report)
     # alone 3.00 and 5.00, soft 4.00 and 6.00: +1.00 on both seeds, no spread
     assert (
-        "| student + soft targets (w0 = 1.5) | 5.00 ± 1.41 | 8.00 ± 1.41 | 1.00 ± 0.00 | 21 |"
-        in text
+        "| student + soft targets (w0 = 1.5) | 5.00 ± 1.41 | 8.00 ± 1.41 | 1.00 ± 0.00 | 2/2 | 21 "
+        "| helped |" in text
     )
     assert "channels [8, 16, 32, 64], decoder 32 (`--det-student-width 2`" in text
     assert "(detection-width-2.png)" in text
+    assert "- Helped (a gain on every seed): student + soft targets (w0 = 1.5)." in text
     assert report_stem(1) == "detection" and report_stem(3) == "detection-width-3"
 
 

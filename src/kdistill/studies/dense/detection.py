@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from kdistill.engine.checkpoint import load_model
 from kdistill.errors import KDistillError
 from kdistill.files import atomic_write_bytes, atomic_write_text, cache_dir
 from kdistill.studies.dense.plan import DET_LABELS, DET_METHODS, det_cell_config, det_teacher_config
+from kdistill.studies.dense.report import pm, profile_row, summarise, verdict, verdicts
 from kdistill.studies.dense.runner import DenseBenchSettings, log, profile
 from kdistill.studies.self_online.report import machine
 from kdistill.studies.stages import run_stage
@@ -110,17 +110,12 @@ def run_detection(settings: DenseBenchSettings, started: float) -> dict[str, Any
     return report
 
 
-def _pm(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {spread:.2f}"
-
-
 def render_detection(report: dict[str, Any]) -> str:
     teacher = report["teacher"]
     width = report.get("student_width", 1)
     stem = report_stem(width)
     student, teacher_model = report["student_model"], report["teacher_model"]
-    alone = [100 * run["map"] for run in report["cells"]["student"]]
+    rows = summarise(report["cells"], DET_METHODS, "map", ("map_50",))
     lines = [
         "# Distillation for object detection on glyph canvases (Chen et al. 2017)",
         "",
@@ -145,37 +140,29 @@ def render_detection(report: dict[str, Any]) -> str:
         "",
         "| model | parameters | MACs / canvas | CPU latency batch 1 (ms) | batch 100 (ms) |",
         "|---|---:|---:|---:|---:|",
-    ]
-    for name, prof in (("teacher", teacher["profile"]), ("student", report["student_profile"])):
-        lines.append(
-            f"| {name} | {prof['parameters']:,} | {prof['macs'] / 1e6:.1f} M | "
-            f"{prof['latency_batch_1_ms']:.2f} | {prof['latency_batch_100_ms']:.1f} |"
-        )
-    lines += [
+        profile_row("teacher", teacher["profile"]),
+        profile_row("student", report["student_profile"]),
         "",
         f"Teacher: mAP@[.5:.95] {100 * teacher['map']:.2f}, mAP@0.5 {100 * teacher['map_50']:.2f}.",
         "",
-        "| student | mAP@[.5:.95] (%) | mAP@0.5 (%) | gain in mAP over alone (paired) | s / run |",
-        "|---|---:|---:|---:|---:|",
+        "| student | mAP@[.5:.95] (%) | mAP@0.5 (%) | gain in mAP over alone (paired) | "
+        "seeds better | s / run | verdict |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
-    for method, runs in report["cells"].items():
-        if not runs:
-            continue
-        values = [100 * run["map"] for run in runs]
-        gain = "—"
-        if method != "student":
-            gain = _pm([a - b for a, b in zip(values, alone, strict=False)])
+    for method, row in rows.items():
+        paired = "gain" in row
+        better = f"{row['seeds_better']}/{row['seeds']}" if paired else "—"
         lines.append(
-            f"| {DET_LABELS[method]} | {_pm(values)} | "
-            f"{_pm([100 * run['map_50'] for run in runs])} | {gain} | "
-            f"{statistics.mean(run['seconds'] for run in runs):.0f} |"
+            f"| {DET_LABELS[method]} | {pm(row['map'])} | {pm(row['map_50'])} | "
+            f"{pm(row['gain']) if paired else '—'} | {better} | "
+            f"{row['seconds']:.0f} | {verdict(row) if paired else '—'} |"
         )
     lines += [
         "",
-        "A gain counts as help only when it is positive on every seed and there are at least "
-        "two seeds; with one seed this table shows what happened, not whether a term helps. "
-        "`s / run` is each unit's wall time on the shared machine, which other jobs used at "
-        "the same time.",
+        *verdicts(rows, DET_LABELS),
+        "- A gain counts as help only when it is positive on every seed and there are at least "
+        "two seeds. `s / run` is each unit's wall time on the shared machine, which other jobs "
+        "used at the same time.",
         "",
         f"![test canvases: ground truth, teacher, student alone, distilled student]({stem}.png)",
         "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +25,24 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarise(cells: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Method -> mIoU (%) mean and std, and the paired gain over the student alone per seed."""
-    alone = [100 * run["miou"] for run in cells["student"]]
+def summarise(
+    cells: dict[str, list[dict[str, Any]]],
+    methods: Sequence[str] = SEG_METHODS,
+    metric: str = "miou",
+    also: Sequence[str] = ("pixel_accuracy",),
+) -> dict[str, dict[str, Any]]:
+    """Method -> ``metric`` (and each of ``also``) in % as mean and std, and the paired gain in
+    ``metric`` over the student alone (``cells["student"]``) seed by seed."""
+    alone = [100 * run[metric] for run in cells["student"]]
     rows: dict[str, dict[str, Any]] = {}
-    for method in SEG_METHODS:
+    for method in methods:
         runs = cells.get(method, [])
         if not runs:
             continue
-        values = [100 * run["miou"] for run in runs]
+        values = [100 * run[metric] for run in runs]
         row: dict[str, Any] = {
-            "miou": _mean_std(values),
-            "pixel_accuracy": _mean_std([100 * run["pixel_accuracy"] for run in runs]),
+            metric: _mean_std(values),
+            **{key: _mean_std([100 * run[key] for run in runs]) for key in also},
             "seconds": statistics.mean(run["seconds"] for run in runs),
         }
         if method != "student":
@@ -45,6 +52,17 @@ def summarise(cells: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any
             row["seeds"] = len(gains)
         rows[method] = row
     return rows
+
+
+def verdicts(rows: dict[str, dict[str, Any]], labels: dict[str, str]) -> list[str]:
+    """The report's two lines: which cells helped (a gain on every seed) and which did not."""
+    judged = {method: verdict(row) for method, row in rows.items() if "gain" in row}
+    helped = [labels[method] for method, said in judged.items() if said == "helped"]
+    not_helped = [labels[method] for method, said in judged.items() if said == "did not help"]
+    return [
+        f"- Helped (a gain on every seed): {', '.join(helped) or 'none'}.",
+        f"- Did not help (mean gain ≤ 0): {', '.join(not_helped) or 'none'}.",
+    ]
 
 
 def _foreground(per_class: list[float | None]) -> float:
@@ -77,11 +95,11 @@ def verdict(row: dict[str, Any]) -> str:
     return "unclear (one seed)" if row["seeds"] < 2 else "unclear (mixed signs across seeds)"
 
 
-def _pm(pair: tuple[float, float]) -> str:
+def pm(pair: tuple[float, float]) -> str:
     return f"{pair[0]:.2f} ± {pair[1]:.2f}"
 
 
-def _profile_row(name: str, profile: dict[str, Any]) -> str:
+def profile_row(name: str, profile: dict[str, Any]) -> str:
     return (
         f"| {name} | {profile['parameters']:,} | {profile['macs'] / 1e6:.1f} M | "
         f"{profile['latency_batch_1_ms']:.2f} | {profile['latency_batch_100_ms']:.1f} |"
@@ -145,8 +163,8 @@ def render_report(report: dict[str, Any]) -> str:
         "",
         "| model | parameters | MACs / canvas | CPU latency batch 1 (ms) | batch 100 (ms) |",
         "|---|---:|---:|---:|---:|",
-        _profile_row("teacher `segnet` 16-32-64-128, decoder 64", teacher["profile"]),
-        _profile_row("student `segnet` 4-8-16-32, decoder 16", report["student_profile"]),
+        profile_row("teacher `segnet` 16-32-64-128, decoder 64", teacher["profile"]),
+        profile_row("student `segnet` 4-8-16-32, decoder 16", report["student_profile"]),
         "",
         f"Latency: median of 20 no-grad calls, {teacher['profile']['threads']} thread, on the "
         "machine above while other jobs ran.",
@@ -160,17 +178,13 @@ def render_report(report: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     for method, row in rows.items():
-        gain = _pm(row["gain"]) if "gain" in row else "—"
+        gain = pm(row["gain"]) if "gain" in row else "—"
         better = f"{row['seeds_better']}/{row['seeds']}" if "gain" in row else "—"
         judged = verdict(row) if "gain" in row else "—"
         lines.append(
-            f"| {SEG_LABELS[method]} | {_pm(row['miou'])} | {_pm(row['pixel_accuracy'])} | "
+            f"| {SEG_LABELS[method]} | {pm(row['miou'])} | {pm(row['pixel_accuracy'])} | "
             f"{gain} | {better} | {row['seconds']:.0f} | {judged} |"
         )
-    helped = [SEG_LABELS[m] for m, r in rows.items() if "gain" in r and verdict(r) == "helped"]
-    not_helped = [
-        SEG_LABELS[m] for m, r in rows.items() if "gain" in r and verdict(r) == "did not help"
-    ]
     lines += [
         "",
         "`s / run` is each unit's wall time on the shared machine, which other jobs (and "
@@ -180,8 +194,7 @@ def render_report(report: dict[str, Any]) -> str:
         "",
         "## What helped here",
         "",
-        f"- Helped (a gain on every seed): {', '.join(helped) or 'none'}.",
-        f"- Did not help (mean gain ≤ 0): {', '.join(not_helped) or 'none'}.",
+        *verdicts(rows, SEG_LABELS),
         "- Verdicts are for these tiny runs (few epochs, a few thousand 64 x 64 canvases, "
         f"{len(report['seeds'])} seed(s)); they say nothing about the paper's Cityscapes setting.",
         "",
