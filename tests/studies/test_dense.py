@@ -1,5 +1,6 @@
 """The dense benchmark's plan (which terms each cell trains) and its report's verdicts."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -186,6 +187,12 @@ def test_the_detection_report_pairs_gains_by_seed_and_names_the_students_width()
     assert "channels [8, 16, 32, 64], decoder 32 (`--det-student-width 2`" in text
     assert "(detection-width-2.png)" in text
     assert "- Helped (a gain on every seed): student + soft targets (w0 = 1.5)." in text
+    assert "Where the students lose" not in text  # no diagnosis measured: no section
+    lose = {"teacher": {"box_error": 0.3, "worse_than_teacher": 0.0, "true_class_probability": 0.25},
+            "soft": {"box_error": 0.36, "worse_than_teacher": 0.59, "true_class_probability": 0.075}}  # fmt: skip
+    text = render_detection({**report, "where_they_lose": lose})
+    assert "| teacher | 0.300 | — | 0.250 |" in text
+    assert "| student + soft targets (w0 = 1.5) | 0.360 | 59.0% | 0.075 |" in text
     assert report_stem(1) == "detection" and report_stem(3) == "detection-width-3"
 
 
@@ -198,3 +205,25 @@ def test_a_detection_student_narrower_than_one_is_refused_before_anything_trains
         run_dense_benchmark(settings)
     assert not any(tmp_path.iterdir())
     assert "--det-student-width 2" in DenseBenchSettings(det_student_width=2).command_line()
+
+
+def test_where_they_lose_measures_box_error_bound_share_and_true_class_probability():
+    from kdistill.losses.detection import grid_targets
+    from kdistill.studies.dense.detection import where_they_lose
+
+    # One 16 x 16 canvas, one object (class 0) at (4, 4)-(12, 12): on the stride-4 grid its
+    # positive cells are rows 1-2 x columns 1-2 (centres 6 and 10 inside the box).
+    boxes = torch.tensor([[[0.0, 4.0, 4.0, 12.0, 12.0]]])
+    classes, target = grid_targets(boxes, (4, 4), 4)
+    assert classes[0, 1:3, 1:3].eq(1).all() and int((classes > 0).sum()) == 4
+    logits = torch.zeros(1, 2, 4, 4)
+    logits[:, 1] = math.log(3.0)  # p(class 0) = 3 / (1 + 3) everywhere
+    student = torch.cat([logits, target + 1.0], dim=1)  # squared error 4 x 1 = 4 per cell
+    teacher_offsets = target.clone()
+    teacher_offsets[:, :, 1, :] += 0.5  # row 1: error 4 x 0.25 = 1 (the student is worse)
+    teacher_offsets[:, :, 2, :] += 1.5  # row 2: error 4 x 2.25 = 9 (the student is better)
+    teacher = torch.cat([logits, teacher_offsets], dim=1)
+    found = where_they_lose(student, teacher, boxes, stride=4)
+    assert found["box_error"] == pytest.approx(4.0)
+    assert found["worse_than_teacher"] == pytest.approx(0.5)
+    assert found["true_class_probability"] == pytest.approx(0.75)

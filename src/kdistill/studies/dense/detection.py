@@ -21,12 +21,13 @@ from kdistill.data import load_dataset
 from kdistill.engine.checkpoint import load_model
 from kdistill.errors import KDistillError
 from kdistill.files import atomic_write_bytes, atomic_write_text, cache_dir
+from kdistill.losses.detection import grid_targets, split_outputs
 from kdistill.studies.dense.plan import DET_LABELS, DET_METHODS, det_cell_config, det_teacher_config
 from kdistill.studies.dense.report import pm, profile_row, summarise, verdict, verdicts
 from kdistill.studies.dense.runner import DenseBenchSettings, log, profile
 from kdistill.studies.self_online.report import machine
 from kdistill.studies.stages import run_stage
-from kdistill.tasks.detection import decode_detections
+from kdistill.tasks.detection import STRIDE, decode_detections
 
 MIN_SHOWN_SCORE = 0.1
 """Pictures show each model's (at most 5) best detections above this score."""
@@ -40,6 +41,38 @@ def _cell(stage: Any) -> dict[str, Any]:
         "seconds": round(stage.seconds, 1),
         "epochs": len(stage.history),
     }
+
+
+def where_they_lose(
+    outputs: torch.Tensor, teacher_outputs: torch.Tensor, boxes: torch.Tensor, stride: int = STRIDE
+) -> dict[str, float]:
+    """Where a detector's mAP goes, on the positive cells of ``boxes``' grid targets: the mean
+    squared box-offset error ``||R - y||^2`` (Chen et al. eq. 3's), the share of those cells
+    where it exceeds the teacher's (where the bounded regression with m = 0 is switched on),
+    and the mean probability given to the true class."""
+    logits, offsets = split_outputs(outputs)
+    _, teacher_offsets = split_outputs(teacher_outputs)
+    classes, target = grid_targets(boxes, tuple(logits.shape[-2:]), stride)
+    positive = classes > 0
+    error = (offsets - target).pow(2).sum(dim=1)[positive]
+    teacher_error = (teacher_offsets - target).pow(2).sum(dim=1)[positive]
+    true_class = logits.softmax(dim=1).gather(1, classes[:, None]).squeeze(1)[positive]
+    return {
+        "box_error": float(error.mean()),
+        "worse_than_teacher": float((error > teacher_error).float().mean()),
+        "true_class_probability": float(true_class.mean()),
+    }
+
+
+def _outputs(model: torch.nn.Module, split: Any, batch_size: int = 250) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return torch.cat(
+            [
+                model(split.input_encoding.encode(split.inputs[start : start + batch_size]))
+                for start in range(0, len(split), batch_size)
+            ]
+        )
 
 
 def report_stem(student_width: int) -> str:
@@ -96,6 +129,7 @@ def run_detection(settings: DenseBenchSettings, started: float) -> dict[str, Any
             },
             "student_profile": profile(student, example),
             "cells": cells,
+            "where_they_lose": _diagnose(teacher, paths, test),
         }
         output = settings.output_dir
         output.mkdir(parents=True, exist_ok=True)
@@ -108,6 +142,42 @@ def run_detection(settings: DenseBenchSettings, started: float) -> dict[str, Any
         atomic_write_text(output / f"{stem}.md", render_detection(report))
         log(f"wrote {output / stem}.md ({len(cells['student'])} seed(s))")
     return report
+
+
+def _diagnose(teacher: torch.nn.Module, paths: dict[str, Path], test: Any) -> dict[str, Any]:
+    """:func:`where_they_lose` for the teacher and the first seed's model of every cell."""
+    teacher_outputs = _outputs(teacher, test)
+    found = {"teacher": where_they_lose(teacher_outputs, teacher_outputs, test.labels)}
+    for method, path in paths.items():
+        model, _ = load_model(path)
+        found[method] = where_they_lose(_outputs(model, test), teacher_outputs, test.labels)
+    return found
+
+
+def _diagnosis_lines(found: dict[str, dict[str, float]]) -> list[str]:
+    if not found:
+        return []
+    lines = [
+        "## Where the students lose (first seed, positive cells of the test canvases)",
+        "",
+        "| model | box error ‖R − y‖² | cells worse than the teacher (bound on) | p(true class) |",
+        "|---|---:|---:|---:|",
+    ]
+    for method, row in found.items():
+        name = "teacher" if method == "teacher" else DET_LABELS[method]
+        worse = "—" if method == "teacher" else f"{100 * row['worse_than_teacher']:.1f}%"
+        lines.append(
+            f"| {name} | {row['box_error']:.3f} | {worse} | {row['true_class_probability']:.3f} |"
+        )
+    return [
+        *lines,
+        "",
+        "Positive cells are the detector's training positives (within one cell of an object's "
+        "centre); box error is the squared error of the four log-distance offsets. A student "
+        "far below the teacher in p(true class) but close in box error loses its mAP to "
+        "classification, where a regression term cannot help.",
+        "",
+    ]
 
 
 def render_detection(report: dict[str, Any]) -> str:
@@ -164,6 +234,7 @@ def render_detection(report: dict[str, Any]) -> str:
         "two seeds. `s / run` is each unit's wall time on the shared machine, which other jobs "
         "used at the same time.",
         "",
+        *_diagnosis_lines(report.get("where_they_lose", {})),
         f"![test canvases: ground truth, teacher, student alone, distilled student]({stem}.png)",
         "",
         f"Pictures: the first six test canvases; each model's best detections (at most 5) "
