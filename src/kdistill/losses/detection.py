@@ -32,7 +32,9 @@ __all__ = [
     "BoundedRegression",
     "DetectionLoss",
     "DetectionSoftTargets",
+    "bound_switched_on",
     "bounded_regression_loss",
+    "box_errors",
     "detection_loss",
     "grid_targets",
     "split_outputs",
@@ -122,6 +124,21 @@ def weighted_soft_targets(
     return -(weights[None, :, None, None] * teacher * student).sum(dim=1).mean()
 
 
+def box_errors(
+    offsets: torch.Tensor, target_offsets: torch.Tensor, positive: torch.Tensor
+) -> torch.Tensor:
+    """``||R - y||^2`` (Chen et al. eq. 3's error) at each positive cell: offsets
+    ``[B, 4, G, G]``, ``positive`` ``[B, G, G]``."""
+    return (offsets - target_offsets).pow(2).sum(dim=1)[positive]
+
+
+def bound_switched_on(
+    student_error: torch.Tensor, teacher_error: torch.Tensor, margin: float = 0.0
+) -> torch.Tensor:
+    """Where eq. 3 penalises the student: ``||R_s - y||^2 + m > ||R_t - y||^2``."""
+    return student_error + margin > teacher_error
+
+
 def bounded_regression_loss(
     student_offsets: torch.Tensor,
     teacher_offsets: torch.Tensor,
@@ -134,9 +151,11 @@ def bounded_regression_loss(
     teacher by the margin ``m``; averaged over the positive cells (0 without any)."""
     if not bool(positive.any()):
         return student_offsets.sum() * 0.0
-    student_error = (student_offsets - target_offsets).pow(2).sum(dim=1)[positive]
-    teacher_error = (teacher_offsets - target_offsets).pow(2).sum(dim=1)[positive]
-    bounded = torch.where(student_error + margin > teacher_error, student_error, 0.0)
+    student_error = box_errors(student_offsets, target_offsets, positive)
+    teacher_error = box_errors(teacher_offsets, target_offsets, positive)
+    bounded = torch.where(
+        bound_switched_on(student_error, teacher_error, margin), student_error, 0.0
+    )
     return bounded.mean()
 
 

@@ -17,16 +17,22 @@ from typing import Any
 
 import torch
 
-from kdistill.data import load_dataset
+from kdistill.data import Split, load_dataset
 from kdistill.engine.checkpoint import load_model
 from kdistill.errors import KDistillError
 from kdistill.files import atomic_write_bytes, atomic_write_text, cache_dir
-from kdistill.losses.detection import grid_targets, split_outputs
+from kdistill.losses.detection import (
+    bound_switched_on,
+    box_errors,
+    grid_targets,
+    split_outputs,
+)
 from kdistill.studies.dense.plan import DET_LABELS, DET_METHODS, det_cell_config, det_teacher_config
 from kdistill.studies.dense.report import pm, profile_row, summarise, verdict, verdicts
 from kdistill.studies.dense.runner import DenseBenchSettings, log, profile
 from kdistill.studies.self_online.report import machine
 from kdistill.studies.stages import run_stage
+from kdistill.tasks.classification import predict_logits
 from kdistill.tasks.detection import STRIDE, decode_detections
 
 MIN_SHOWN_SCORE = 0.1
@@ -54,25 +60,14 @@ def where_they_lose(
     _, teacher_offsets = split_outputs(teacher_outputs)
     classes, target = grid_targets(boxes, tuple(logits.shape[-2:]), stride)
     positive = classes > 0
-    error = (offsets - target).pow(2).sum(dim=1)[positive]
-    teacher_error = (teacher_offsets - target).pow(2).sum(dim=1)[positive]
+    error = box_errors(offsets, target, positive)
+    on = bound_switched_on(error, box_errors(teacher_offsets, target, positive), margin=0.0)
     true_class = logits.softmax(dim=1).gather(1, classes[:, None]).squeeze(1)[positive]
     return {
         "box_error": float(error.mean()),
-        "worse_than_teacher": float((error > teacher_error).float().mean()),
+        "worse_than_teacher": float(on.float().mean()),
         "true_class_probability": float(true_class.mean()),
     }
-
-
-def _outputs(model: torch.nn.Module, split: Any, batch_size: int = 250) -> torch.Tensor:
-    model.eval()
-    with torch.no_grad():
-        return torch.cat(
-            [
-                model(split.input_encoding.encode(split.inputs[start : start + batch_size]))
-                for start in range(0, len(split), batch_size)
-            ]
-        )
 
 
 def report_stem(student_width: int) -> str:
@@ -96,21 +91,31 @@ def run_detection(settings: DenseBenchSettings, started: float) -> dict[str, Any
     log(f"detection teacher: test mAP {teacher_stage.metrics()['map']:.4f}")
     cells: dict[str, list[dict[str, Any]]] = {method: [] for method in DET_METHODS}
     paths: dict[str, Path] = {}
+    student_kwargs = det_cell_config(
+        "student", settings.seeds[0], settings.epochs, settings.train_fraction, teacher_path, width
+    ).model.kwargs
+    test = dataset.test
+    models: dict[str, torch.nn.Module] = {}
+    measured: dict[str, Any] = {}
     report: dict[str, Any] = {}
     for seed in settings.seeds:
         for method in DET_METHODS:
             config = det_cell_config(
                 method, seed, settings.epochs, settings.train_fraction, teacher_path, width
             )
-            student_model = config.model.kwargs  # every cell's student has the same kwargs
             stage = run_stage(f"det-{method}", config, folder / f"seed-{seed}", dataset)
             cells[method].append(_cell(stage))
             paths.setdefault(method, stage.model_path())
             log(f"[detection seed {seed}] {method}: test mAP {stage.metrics()['map']:.4f}")
-        test = dataset.test
-        example = test.input_encoding.encode(test.inputs[:1])
-        teacher, _ = load_model(teacher_path)
-        student, _ = load_model(paths["student"])
+        if not models:  # the first seed's models, fixed from here on: loaded and measured once
+            models = {"teacher": load_model(teacher_path)[0]}
+            models.update((method, load_model(path)[0]) for method, path in paths.items())
+            example = test.input_encoding.encode(test.inputs[:1])
+            measured = {
+                "teacher": profile(models["teacher"], example),
+                "student": profile(models["student"], example),
+                "where_they_lose": _diagnose(models, test),
+            }
         report = {
             "command": settings.command_line(),
             "machine": machine() + "; shared with other jobs",
@@ -121,21 +126,21 @@ def run_detection(settings: DenseBenchSettings, started: float) -> dict[str, Any
                 f"{settings.epochs} epochs on {settings.train_fraction:g} of the "
                 f"{len(dataset.train)} training canvases; {len(cells['student'])} seed(s)"
             ),
-            "teacher": {**_cell(teacher_stage), "profile": profile(teacher, example)},
+            "teacher": {**_cell(teacher_stage), "profile": measured["teacher"]},
             "student_width": width,
-            "student_model": {key: student_model[key] for key in ("channels", "decoder_channels")},
+            "student_model": {key: student_kwargs[key] for key in ("channels", "decoder_channels")},
             "teacher_model": {
                 key: teacher_config.model.kwargs[key] for key in ("channels", "decoder_channels")
             },
-            "student_profile": profile(student, example),
+            "student_profile": measured["student"],
             "cells": cells,
-            "where_they_lose": _diagnose(teacher, paths, test),
+            "where_they_lose": measured["where_they_lose"],
         }
         output = settings.output_dir
         output.mkdir(parents=True, exist_ok=True)
-        shown = {"teacher": teacher, "student alone": student}
-        if "all" in paths:
-            shown["student + all three"], _ = load_model(paths["all"])
+        shown = {"teacher": models["teacher"], "student alone": models["student"]}
+        if "all" in models:
+            shown["student + all three"] = models["all"]
         stem = report_stem(width)
         _draw(output / f"{stem}.png", test.inputs[:6], test.labels[:6], shown)
         atomic_write_text(output / f"{stem}.json", json.dumps(report, indent=2) + "\n")
@@ -144,14 +149,17 @@ def run_detection(settings: DenseBenchSettings, started: float) -> dict[str, Any
     return report
 
 
-def _diagnose(teacher: torch.nn.Module, paths: dict[str, Path], test: Any) -> dict[str, Any]:
-    """:func:`where_they_lose` for the teacher and the first seed's model of every cell."""
-    teacher_outputs = _outputs(teacher, test)
-    found = {"teacher": where_they_lose(teacher_outputs, teacher_outputs, test.labels)}
-    for method, path in paths.items():
-        model, _ = load_model(path)
-        found[method] = where_they_lose(_outputs(model, test), teacher_outputs, test.labels)
-    return found
+def _diagnose(models: dict[str, torch.nn.Module], test: Split) -> dict[str, Any]:
+    """:func:`where_they_lose` for the teacher and every other model of ``models``."""
+    teacher_outputs = predict_logits(models["teacher"], test, batch_size=250)
+    return {
+        method: where_they_lose(
+            predict_logits(model, test, batch_size=250) if method != "teacher" else teacher_outputs,
+            teacher_outputs,
+            test.labels,
+        )
+        for method, model in models.items()
+    }
 
 
 def _diagnosis_lines(found: dict[str, dict[str, float]]) -> list[str]:
